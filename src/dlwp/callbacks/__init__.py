@@ -1,0 +1,38 @@
+"""Callbacks a run is built with: checkpoints, early stopping, the per-epoch history."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+
+from dlwp.callbacks.history import EpochHistory
+
+
+def build_callbacks(cfg, run_dir: Path, history: EpochHistory) -> list[Callback]:
+    """`checkpoints/best.ckpt` (by `task.monitor`) and `checkpoints/last.ckpt`, per `cfg.callbacks`."""
+    callbacks: list[Callback] = [history]
+    ckpt = cfg.callbacks.checkpoint
+    mode = str(cfg.task.monitor_mode.value)
+    # Saved at the end of the training epoch, after validation and after the history row is added,
+    # so a checkpoint holds the whole epoch. Two callbacks: Lightning's own `save_last` only
+    # refreshes last.ckpt on epochs where best.ckpt improved.
+    common = {"dirpath": run_dir / "checkpoints", "save_on_train_epoch_end": True, "enable_version_counter": False}
+    if ckpt.save_best:
+        callbacks.append(ModelCheckpoint(filename="best", monitor=cfg.task.monitor, mode=mode, save_top_k=1, **common))
+    if ckpt.save_last:
+        callbacks.append(ModelCheckpoint(filename="last", monitor=None, save_top_k=1, **common))
+    stop = cfg.callbacks.early_stopping
+    if stop.enabled:
+        callbacks.append(
+            EarlyStopping(
+                monitor=cfg.task.monitor,
+                mode=mode,
+                patience=stop.patience,
+                min_delta=stop.min_delta,
+            )
+        )
+    return callbacks
+
+
+__all__ = ["EpochHistory", "build_callbacks"]

@@ -1,0 +1,45 @@
+"""The list of book tasks, read straight from `conf/task/*.yaml` (no torch, no Hydra compose)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from dlwp.paths import conf_dir
+
+
+@dataclass
+class TaskInfo:
+    name: str
+    section: str
+    title: str
+    dataset: str
+    reference: dict[str, float]
+
+
+def list_tasks(root: Path | None = None) -> list[TaskInfo]:
+    from omegaconf import OmegaConf
+
+    tasks = []
+    for path in sorted((root or conf_dir() / "task").glob("*.yaml")):
+        task = OmegaConf.load(path).get("task", {})
+        tasks.append(
+            TaskInfo(
+                name=path.stem,
+                section=str(task.get("section", "")),
+                title=str(task.get("title", "")),
+                dataset=str(task.get("dataset", "")),
+                reference=dict(task.get("reference", {}) or {}),
+            )
+        )
+    return sorted(tasks, key=lambda t: ([int(p) if p.isdigit() else p for p in t.section.split(".")], t.name))
+
+
+def print_tasks() -> None:
+    rows = [("task", "book", "dataset", "book result", "title")]
+    for t in list_tasks():
+        ref = ", ".join(f"{k} {v:g}" for k, v in t.reference.items()) or "-"
+        rows.append((t.name, t.section, t.dataset, ref, t.title))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row[:4], widths, strict=True)) + "  " + row[4])

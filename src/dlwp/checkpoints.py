@@ -1,0 +1,62 @@
+"""Finding and safely reading checkpoints.
+
+A checkpoint is read with `torch.load(weights_only=True)`: tensors and plain containers only, so
+opening a checkpoint never executes pickled code. dlwp stores the run's config inside every
+checkpoint (key `dlwp`), which is all that is needed to rebuild the model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from dlwp.errors import CheckpointError
+
+NAMES = ("last", "best")
+
+
+def resolve(spec: str, runs_dir: Path, task: str, prefer: str = "last") -> Path:
+    """A checkpoint file from a path, a run directory, or `last`/`best` (newest run of `task`)."""
+    if spec in NAMES:
+        candidates = sorted(
+            (runs_dir / task).glob(f"**/checkpoints/{spec}.ckpt"), key=lambda p: p.stat().st_mtime
+        )
+        if not candidates:
+            raise CheckpointError(
+                f"ckpt_path={spec}: no run of task '{task}' under {runs_dir / task} has checkpoints/{spec}.ckpt; "
+                "pass the path of a checkpoint or a run directory instead"
+            )
+        return candidates[-1]
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        for name in (prefer, *NAMES):
+            if (path / "checkpoints" / f"{name}.ckpt").is_file():
+                return path / "checkpoints" / f"{name}.ckpt"
+            if (path / f"{name}.ckpt").is_file():
+                return path / f"{name}.ckpt"
+        raise CheckpointError(f"ckpt_path={spec}: directory has no checkpoints/{prefer}.ckpt")
+    if not path.is_file():
+        raise CheckpointError(f"ckpt_path={spec}: no such file or directory")
+    return path
+
+
+def load(path: Path) -> dict[str, Any]:
+    """Read a dlwp checkpoint without unpickling code; errors say what is wrong with the file."""
+    import pickle
+
+    import torch
+
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"{path} is not a readable checkpoint (truncated, corrupt or unsafe): {first}") from err
+    if not isinstance(ckpt, dict) or "dlwp" not in ckpt or "state_dict" not in ckpt:
+        raise CheckpointError(f"{path} is not a dlwp checkpoint (it has no stored run config)")
+    return ckpt
+
+
+def check_task(ckpt: dict[str, Any], path: Path, task: str) -> None:
+    stored = ckpt["dlwp"]["config"]["task"]["name"]
+    if stored != task:
+        raise CheckpointError(f"{path} is a checkpoint of task '{stored}', not '{task}'")

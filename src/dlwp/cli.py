@@ -1,0 +1,86 @@
+"""The `dlwp` command. Kept import-light: `--help` and `tasks` never import torch or Lightning."""
+
+from __future__ import annotations
+
+import sys
+
+USAGE = """\
+usage: dlwp <command> [hydra overrides ...]
+
+Deep Learning with Python (1st ed.) experiments as reproducible Lightning + Hydra runs.
+
+commands:
+  train [key=value ...]   train a book task (default: the embedded digits task)
+                            dlwp train task=mnist_dense seed=1 trainer.max_epochs=3
+                            dlwp train -m task=digits_dense seed=0,1,2      (Hydra multirun)
+                            dlwp train ckpt_path=last                       (resume the newest run)
+                            dlwp train --cfg job                            (print the config)
+  eval ckpt_path=PATH     evaluate a checkpoint (or a run directory) on its task's test split
+  tasks                   list the book tasks with their section, dataset and book result
+
+Runs are written to runs/<task>/<timestamp>/ (run.json, config.yaml, metrics.csv, checkpoints/).
+`dlwp train --help` shows Hydra's help, with every config group and option.
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE, end="")
+        return 0
+    command, rest = argv[0], argv[1:]
+    if command == "--version":
+        from importlib.metadata import version
+
+        print(f"dlwp {version('dlwp')}")
+        return 0
+    if command == "tasks":
+        from dlwp.catalog import print_tasks
+
+        print_tasks()
+        return 0
+    if command in ("train", "eval"):
+        return _run_hydra(command, rest)
+    print(f"dlwp: unknown command {command!r}\n\n{USAGE}", file=sys.stderr, end="")
+    return 2
+
+
+def _run_hydra(command: str, overrides: list[str]) -> int:
+    """Hand the overrides to Hydra, so `-m`, `--cfg`, `--help` and sweeps behave as Hydra's do."""
+    import hydra
+
+    from dlwp.config.schema import register
+    from dlwp.errors import DlwpError
+    from dlwp.paths import conf_dir, register_resolvers
+
+    register()
+    register_resolvers()
+    original_argv = list(sys.argv)
+
+    def task_function(cfg) -> None:
+        # Restore the real command line: DDP launchers re-run sys.argv in each worker process.
+        sys.argv = original_argv
+        try:
+            if command == "train":
+                from dlwp.train import train
+
+                train(cfg)
+            else:
+                from dlwp.evaluate import evaluate
+
+                evaluate(cfg)
+        except DlwpError as err:
+            print(f"dlwp {command}: error: {err}", file=sys.stderr)
+            raise SystemExit(2) from None
+
+    sys.argv = [f"dlwp {command}", *overrides]
+    entry = hydra.main(config_path=str(conf_dir()), config_name=command, version_base="1.3")(task_function)
+    try:
+        entry()
+    finally:
+        sys.argv = original_argv
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,183 @@
+"""Typed schema of the whole config tree.
+
+Hydra merges every YAML file in `conf/` into these dataclasses, so an unknown key or a value of the
+wrong type fails at start-up with the key's full name, not an hour into training. The `data` and
+`model` nodes name a class with `_target_`; their keys are checked against that class's
+constructor signature instead (see `dlwp.config.targets`), so a new network or dataset needs no
+schema of its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from omegaconf import MISSING
+
+
+class Problem(Enum):
+    """The learning problem; it picks the generic LightningModule (see `dlwp.task`)."""
+
+    binary = "binary"  # one sigmoid output, labels 0/1
+    multiclass = "multiclass"  # softmax over classes, integer labels
+    multilabel = "multilabel"  # independent sigmoids, 0/1 label vectors
+    regression = "regression"  # real-valued targets, MSE loss
+
+
+class Mode(Enum):
+    min = "min"
+    max = "max"
+
+
+class OptimizerName(Enum):
+    rmsprop = "rmsprop"
+    adam = "adam"
+    sgd = "sgd"
+
+
+@dataclass
+class OptimizerConfig:
+    """Defaults are Keras 2.0.8's RMSprop, which the book's numbers depend on."""
+
+    name: OptimizerName = OptimizerName.rmsprop
+    lr: float = 1e-3
+    rho: float = 0.9
+    """RMSprop's moving-average decay (torch calls it `alpha`; torch's default 0.99 is not Keras')."""
+    eps: float = 1e-8
+    """Added after the square root, as both Keras and torch do."""
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    """Decoupled from the loss; the book's L2 penalties go in the network and count in the loss."""
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    """Adam only."""
+
+
+@dataclass
+class TaskConfig:
+    """One book experiment: what is learned, how it is optimised, and what the book got."""
+
+    name: str = MISSING
+    """Directory name of the task's runs, e.g. `mnist_dense`."""
+    section: str = MISSING
+    """Book section (1st edition), e.g. "2.1"."""
+    title: str = MISSING
+    dataset: str = MISSING
+    problem: Problem = MISSING
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    monitor: str = "val/loss"
+    """Metric that picks the best checkpoint, as `stage/metric`."""
+    monitor_mode: Mode = Mode.min
+    keras_loss: bool = True
+    """Clip probabilities to [1e-7, 1 - 1e-7] inside the loss, as Keras 2.0.8 does."""
+    reference: dict[str, float] = field(default_factory=dict)
+    """The result the book's notebook printed, under our metric names (e.g. `test/acc`)."""
+    reference_source: str = ""
+    """Where `reference` comes from (notebook cell), so it can be checked."""
+
+
+@dataclass
+class TrainerConfig:
+    """The subset of `lightning.Trainer` arguments a run may set (typos fail at start-up)."""
+
+    max_epochs: int = 1
+    accelerator: str = "auto"
+    devices: Any = 1
+    """An int, a list of device ids, or "auto"."""
+    num_nodes: int = 1
+    strategy: str = "auto"
+    precision: str = "32-true"
+    deterministic: Any = True
+    """True for bit-identical CPU reruns; "warn" to allow non-deterministic GPU kernels."""
+    gradient_clip_val: float | None = None
+    accumulate_grad_batches: int = 1
+    limit_train_batches: Any = None
+    """None for all batches, a fraction (0.1) or a number of batches (5)."""
+    limit_val_batches: Any = None
+    limit_test_batches: Any = None
+    val_check_interval: Any = None
+    check_val_every_n_epoch: int = 1
+    num_sanity_val_steps: int = 0
+    """Off: the in-memory loaders cannot fail at batch 1, and it would cost a validation pass."""
+    log_every_n_steps: int = 50
+    enable_progress_bar: bool = True
+    enable_model_summary: bool = True
+    fast_dev_run: bool = False
+    benchmark: bool | None = None
+
+
+@dataclass
+class CheckpointConfig:
+    save_best: bool = True
+    """Keep `checkpoints/best.ckpt`, the epoch with the best `task.monitor`."""
+    save_last: bool = True
+    """Keep `checkpoints/last.ckpt` after every epoch, to resume a killed run."""
+
+
+@dataclass
+class EarlyStoppingConfig:
+    enabled: bool = False
+    patience: int = 3
+    """Epochs without improvement of `task.monitor` before stopping."""
+    min_delta: float = 0.0
+
+
+@dataclass
+class CallbacksConfig:
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
+
+
+@dataclass
+class LoggerConfig:
+    """External experiment trackers; the run record's own `metrics.csv` is always written."""
+
+    csv: bool = False
+    """Lightning's step-level CSVLogger, in `<run>/lightning_logs/`."""
+    tensorboard: bool = False
+
+
+@dataclass
+class PathsConfig:
+    root: str = MISSING
+    """Project root; `runs/` and `data/` live under it by default."""
+    runs_dir: str = MISSING
+    data_dir: str = MISSING
+
+
+@dataclass
+class TrainConfig:
+    task: TaskConfig = field(default_factory=TaskConfig)
+    data: Any = MISSING
+    """`_target_`: a LightningDataModule from `dlwp.data`; keys checked against its signature."""
+    model: Any = MISSING
+    """`_target_`: an `nn.Module` from `dlwp.model`; keys checked against its signature."""
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    callbacks: CallbacksConfig = field(default_factory=CallbacksConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    seed: int = 42
+    """Seeds weights, shuffling and dropout; `seed=0` is a seed like any other."""
+    ckpt_path: str | None = None
+    """Resume: a checkpoint file, a run directory, or `last` (newest `last.ckpt` of this task)."""
+    test: bool = True
+    """Evaluate the final model on the test split after training."""
+
+
+@dataclass
+class EvalConfig:
+    ckpt_path: str = MISSING
+    """A checkpoint file, a run directory (its best checkpoint), or `last`/`best` with `task=`."""
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    data: dict[str, Any] = field(default_factory=dict)
+    """Overrides for the checkpoint's data config (e.g. `+data.subset=500`)."""
+
+
+def register() -> None:
+    """Store the schemas so `conf/train.yaml` and `conf/eval.yaml` can name them in their defaults."""
+    from hydra.core.config_store import ConfigStore
+
+    cs = ConfigStore.instance()
+    cs.store(name="train_schema", node=TrainConfig)
+    cs.store(name="eval_schema", node=EvalConfig)

@@ -1,0 +1,135 @@
+"""Type-check `_target_` config nodes against the constructor they name.
+
+The constructor's signature *is* the schema (as in LightningCLI): a network or data module declares
+its options once, as typed `__init__` arguments, and a typo or a wrong type in its config fails at
+start-up with the key's full name and the valid keys.
+"""
+
+from __future__ import annotations
+
+import collections.abc
+import dataclasses
+import difflib
+import importlib
+import inspect
+import types
+import typing
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from dlwp.errors import ConfigError
+
+
+def locate(path: str) -> Any:
+    """Import `pkg.module.Name`, with an error that names the bad path."""
+    module_name, _, attr = path.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError, ValueError) as err:
+        raise ConfigError(f"_target_ '{path}' cannot be imported: {err}") from err
+
+
+_SUPPORTED = (int, float, bool, str)
+
+
+def _omegaconf_type(annotation: Any) -> Any:
+    """Map a Python annotation to one OmegaConf can enforce; anything richer is left unchecked."""
+    if annotation in _SUPPORTED:
+        return annotation
+    if typing.get_origin(annotation) is typing.Literal:
+        return str if all(isinstance(a, str) for a in typing.get_args(annotation)) else Any
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType) and type(None) in args:
+        inner = [a for a in args if a is not type(None)]
+        if len(inner) == 1 and _omegaconf_type(inner[0]) is not Any:
+            return typing.Optional[_omegaconf_type(inner[0])]  # noqa: UP007 (OmegaConf needs Optional)
+        return Any
+    if origin in (list, tuple, collections.abc.Sequence):
+        inner = _omegaconf_type(args[0]) if args else Any
+        return list[inner] if inner in _SUPPORTED else list[Any]
+    return Any
+
+
+def _init_params(cls: type) -> list[tuple[inspect.Parameter, Any]]:
+    """`__init__` parameters with their annotations, following `**kwargs` up the class tree."""
+    params: dict[str, tuple[inspect.Parameter, Any]] = {}
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        hints = typing.get_type_hints(init)
+        forwards = False
+        for name, param in inspect.signature(init).parameters.items():
+            if param.kind is param.VAR_KEYWORD:
+                forwards = True
+            elif name != "self" and param.kind is not param.VAR_POSITIONAL:
+                params.setdefault(name, (param, hints.get(name, Any)))
+        if not forwards:
+            break
+    return list(params.values())
+
+
+def signature_schema(cls: type, injected: tuple[str, ...] = ()) -> type:
+    """A dataclass mirroring `cls.__init__`: same names, enforceable types, same defaults.
+
+    `injected` arguments are passed by dlwp at build time (e.g. the run's `seed`), not configured.
+    """
+    fields = []
+    for param, annotation in _init_params(cls):
+        if param.name in injected:
+            continue
+        ftype = _omegaconf_type(annotation)
+        if param.default is inspect.Parameter.empty:
+            field = dataclasses.field(default="???")
+        elif isinstance(param.default, (list, dict, tuple)):
+            default = list(param.default) if isinstance(param.default, tuple) else param.default
+            field = dataclasses.field(default_factory=lambda d=default: d)
+        else:
+            field = dataclasses.field(default=param.default)
+        fields.append((param.name, ftype, field))
+    return dataclasses.make_dataclass(f"{cls.__name__}Config", fields)
+
+
+def literal_violations(cls: type, node: DictConfig, key: str) -> list[str]:
+    """OmegaConf cannot enforce `Literal[...]`; check those values here."""
+    errors = []
+    for param, annotation in _init_params(cls):
+        if typing.get_origin(annotation) is typing.Literal and param.name in node:
+            allowed = typing.get_args(annotation)
+            if node[param.name] not in allowed:
+                errors.append(f"'{key}.{param.name}' must be one of {list(allowed)}, got {node[param.name]!r}")
+    return errors
+
+
+def check_target(node: DictConfig, key: str, injected: tuple[str, ...] = ()) -> DictConfig:
+    """Validate a `_target_` node; return it typed, with the constructor's defaults filled in."""
+    if not isinstance(node, DictConfig) or "_target_" not in node:
+        raise ConfigError(f"'{key}' must be a mapping with a `_target_` naming a class")
+    cls = locate(node._target_)
+    schema = OmegaConf.structured(signature_schema(cls, injected))
+    given = OmegaConf.masked_copy(node, [k for k in node if k != "_target_"])
+    unknown = [k for k in given if k not in schema.keys()]
+    if unknown:
+        valid = list(schema.keys())
+        hints = []
+        for k in unknown:
+            close = difflib.get_close_matches(str(k), valid, n=1)
+            hints.append(f"'{key}.{k}'" + (f" (did you mean '{key}.{close[0]}'?)" if close else ""))
+        raise ConfigError(
+            f"unknown key {', '.join(hints)} for {node._target_}; valid keys: {', '.join(valid)}"
+        )
+    try:
+        merged = OmegaConf.merge(schema, given)
+    except OmegaConfBaseException as err:
+        bad = getattr(err, "full_key", "") or ""
+        raise ConfigError(f"'{key}.{bad}': {str(err).splitlines()[0]} (in {node._target_})") from err
+    errors = literal_violations(cls, merged, key)
+    if errors:
+        raise ConfigError("; ".join(errors))
+    missing = OmegaConf.missing_keys(merged)
+    if missing:
+        raise ConfigError(f"{node._target_} needs {', '.join(f'{key}.{m}' for m in sorted(missing))}")
+    typed = OmegaConf.create({"_target_": node._target_})
+    return OmegaConf.merge(typed, merged)

@@ -1,0 +1,1 @@
+"""Data modules, one per book dataset; all in-memory ones share `InMemoryDataModule`."""

@@ -1,0 +1,135 @@
+"""The one data module every in-memory dataset uses: splits, subsets and fast batches.
+
+A dataset subclass only says how to read its files into tensors (`load`) and which files those
+are (`files`); validation hold-outs, seeded subsets for smoke tests and the batch path live here,
+once.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import lightning as L
+import numpy as np
+import torch
+
+from dlwp.data.batches import TensorBatches
+from dlwp.errors import ConfigError
+
+Split = tuple[torch.Tensor, torch.Tensor]
+
+
+class InMemoryDataModule(L.LightningDataModule):
+    """Serves `train`/`val`/`test` tensors as whole-batch slices.
+
+    Args:
+        batch_size: training batch size (the book's `batch_size`).
+        eval_batch_size: batch size for validation and test; it does not change their metrics.
+        val_size: training samples held out for validation; 0 means no validation (as book 2.1).
+        val_from: take the hold-out from the `head` of the training set (book 3.5, 3.6), its
+            `tail` (Keras `validation_split`), or use the `test` split for validation (book 4.4).
+        subset: keep only this many training samples and this many test samples (seeded,
+            stratified by class); for smoke tests. None keeps everything.
+        subset_seed: seed of that subset; fixed so that runs with different seeds share it.
+        seed: seed of the per-epoch shuffle; the run's `seed` is passed in here.
+    """
+
+    def __init__(
+        self,
+        batch_size: int = 128,
+        eval_batch_size: int = 1024,
+        val_size: int = 0,
+        val_from: Literal["head", "tail", "test"] = "tail",
+        subset: int | None = None,
+        subset_seed: int = 0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if val_from not in ("head", "tail", "test"):
+            raise ConfigError(f"data.val_from must be head, tail or test, got {val_from!r}")
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+        self.val_size, self.val_from = val_size, val_from
+        self.subset, self.subset_seed, self.seed = subset, subset_seed, seed
+        self.splits: dict[str, Split] = {}
+
+    # -- what a dataset implements -------------------------------------------------------------
+    def load(self) -> dict[str, Split]:
+        """Return at least `train` and `test` as `(x, y)` tensors, in the book's order."""
+        raise NotImplementedError
+
+    def files(self) -> list[Path]:
+        """The files `load` reads; their sha256 goes into the run record."""
+        raise NotImplementedError
+
+    # -- shared mechanics ----------------------------------------------------------------------
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits:
+            return
+        splits = self.load()
+        train, test = splits["train"], splits["test"]
+        if self.subset is not None:
+            train = _subset(train, self.subset, self.subset_seed)
+            test = _subset(test, self.subset, self.subset_seed + 1)
+        if self.val_from == "test":
+            val = test
+        elif self.val_size > 0:
+            n = len(train[0])
+            if self.val_size >= n:
+                raise ConfigError(f"data.val_size={self.val_size} leaves no training data (of {n})")
+            if self.val_from == "head":
+                val, train = _take(train, 0, self.val_size), _take(train, self.val_size, n)
+            else:
+                val, train = _take(train, n - self.val_size, n), _take(train, 0, n - self.val_size)
+        else:
+            val = None
+        self.splits = {"train": train, "test": test} | ({"val": val} if val is not None else {})
+
+    def sizes(self) -> dict[str, int]:
+        return {name: len(split[0]) for name, split in self.splits.items()}
+
+    batch_transform = None
+    """Optionally a method applied to each whole batch, for datasets stored in a compact encoding."""
+
+    def _loader(self, split: str, train: bool) -> TensorBatches:
+        batch_size = self.batch_size if train else self.eval_batch_size
+        return TensorBatches(self.splits[split], batch_size, train, self.seed, self.batch_transform)
+
+    def train_dataloader(self) -> TensorBatches:
+        return self._loader("train", train=True)
+
+    def val_dataloader(self) -> TensorBatches | list:
+        return self._loader("val", train=False) if "val" in self.splits else []
+
+    def test_dataloader(self) -> TensorBatches:
+        return self._loader("test", train=False)
+
+
+def _take(split: Split, start: int, stop: int) -> Split:
+    return split[0][start:stop], split[1][start:stop]
+
+
+def _subset(split: Split, n: int, seed: int) -> Split:
+    """n samples, stratified by class when labels are integer classes."""
+    x, y = split
+    if n >= len(x):
+        return split
+    rng = np.random.default_rng(seed)
+    labels = y.numpy() if y.dtype in (torch.int64, torch.int32, torch.uint8) and y.ndim == 1 else None
+    if labels is None:
+        idx = rng.permutation(len(x))[:n]
+    else:
+        idx = _stratified_indices(labels, n, rng)
+    idx_t = torch.from_numpy(np.sort(idx))
+    return x[idx_t], y[idx_t]
+
+
+def _stratified_indices(labels: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    classes, counts = np.unique(labels, return_counts=True)
+    quota = np.floor(counts / counts.sum() * n).astype(int)
+    # hand out what rounding left over to the classes with the largest remainders
+    remainder = counts / counts.sum() * n - quota
+    for c in np.argsort(-remainder)[: n - quota.sum()]:
+        quota[c] += 1
+    picked = [rng.permutation(np.flatnonzero(labels == c))[:q] for c, q in zip(classes, quota, strict=True)]
+    return np.concatenate(picked)

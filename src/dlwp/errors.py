@@ -1,0 +1,17 @@
+"""Errors caused by the user's input; the CLI prints their message alone, without a traceback."""
+
+
+class DlwpError(Exception):
+    """Base class: the message says what is wrong and how to fix it."""
+
+
+class ConfigError(DlwpError, ValueError):
+    """A config key or value that cannot work."""
+
+
+class DataMissingError(DlwpError, FileNotFoundError):
+    """A dataset file is absent, corrupt or not what the task expects."""
+
+
+class CheckpointError(DlwpError, ValueError):
+    """A checkpoint path that does not exist, is not a dlwp checkpoint, or is for another task."""

@@ -1,0 +1,78 @@
+"""Where things live: the project root, the config tree, and collision-proof run directories."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+SWEEP_ENV = "DLWP_SWEEP_DIR"
+
+
+def project_root() -> Path:
+    """`$DLWP_ROOT`, else the checkout this package was installed from (editable), else the cwd."""
+    if env := os.environ.get("DLWP_ROOT"):
+        return Path(env).resolve()
+    checkout = PACKAGE_DIR.parents[1]
+    if (checkout / "conf" / "train.yaml").is_file():
+        return checkout
+    return Path.cwd()
+
+
+def conf_dir() -> Path:
+    """The Hydra config tree: the checkout's `conf/`, or the copy shipped inside a wheel."""
+    for candidate in (PACKAGE_DIR.parents[1] / "conf", PACKAGE_DIR / "conf"):
+        if (candidate / "train.yaml").is_file():
+            return candidate
+    raise FileNotFoundError(f"dlwp: no conf/train.yaml next to {PACKAGE_DIR}; reinstall with `pip install -e .`")
+
+
+def claim_dir(parent: Path | str, stamp: str | None = None) -> Path:
+    """Create and return a new directory `parent/<timestamp>[-N]`; never one that exists.
+
+    `mkdir` without `exist_ok` is atomic, so two runs started in the same second (or two
+    processes racing) always get two directories.
+    """
+    parent = Path(parent)
+    parent.mkdir(parents=True, exist_ok=True)
+    stamp = stamp or time.strftime("%Y-%m-%d_%H-%M-%S")
+    for n in range(10_000):
+        candidate = parent / (stamp if n == 0 else f"{stamp}-{n}")
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            continue
+    raise RuntimeError(f"could not claim a run directory under {parent}")
+
+
+_claimed: dict[tuple[str, ...], str] = {}
+
+
+def run_dir_resolver(runs_dir: str, *parts: str) -> str:
+    """OmegaConf resolver for `hydra.run.dir` / `hydra.sweep.dir`: claim once per process.
+
+    Hydra resolves these keys more than once; the memo makes every resolution return the same
+    claimed directory. A sweep directory is also handed to launcher worker processes through
+    `$DLWP_SWEEP_DIR`, so joblib workers join the sweep instead of claiming new ones.
+    """
+    key = (runs_dir, *parts)
+    if key not in _claimed:
+        is_sweep = parts[:1] == ("multirun",)
+        inherited = os.environ.get(SWEEP_ENV) if is_sweep else None
+        if inherited and Path(inherited).is_dir():
+            _claimed[key] = inherited
+        else:
+            _claimed[key] = str(claim_dir(Path(runs_dir).joinpath(*parts)))
+            if is_sweep:
+                os.environ[SWEEP_ENV] = _claimed[key]
+    return _claimed[key]
+
+
+def register_resolvers() -> None:
+    from omegaconf import OmegaConf
+
+    if not OmegaConf.has_resolver("dlwp_run_dir"):
+        OmegaConf.register_new_resolver("dlwp_run_dir", run_dir_resolver)
+        OmegaConf.register_new_resolver("dlwp_root", lambda: str(project_root()))

@@ -1,0 +1,175 @@
+"""The run record: what made a run (code, config, data, packages, machine) and what it got.
+
+Every run directory holds `run.json`, rewritten atomically as the run progresses (status
+`running` → `completed` / `failed` / `interrupted`), next to `config.yaml` (the resolved config)
+and, for a dirty checkout, `git.diff`. Nothing from the environment is copied, and command-line
+values whose key looks like a credential are redacted, so a record can be shared as it is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterable
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+PACKAGES = (
+    "dlwp", "torch", "torchvision", "lightning", "torchmetrics", "hydra-core", "omegaconf",
+    "numpy", "scikit-learn", "wandb", "dvc", "optuna",
+)  # fmt: skip
+SECRET_KEY = re.compile(r"(key|token|secret|password|passwd|credential|auth)", re.IGNORECASE)
+
+
+def redact_argv(argv: Iterable[str]) -> list[str]:
+    """Command line with the value of any `key=value` whose key looks like a credential hidden."""
+    out = []
+    for arg in argv:
+        key, sep, _ = arg.partition("=")
+        out.append(f"{key}=<redacted>" if sep and SECRET_KEY.search(key) else arg)
+    return out
+
+
+def git_state(root: Path) -> dict[str, Any]:
+    """Commit and dirty flag of the checkout at `root` (None outside a git checkout)."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(root), *args], capture_output=True, text=True, check=True, timeout=20
+        ).stdout
+
+    try:
+        commit = git("rev-parse", "HEAD").strip()
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None, "branch": None}
+    status = git("status", "--porcelain", "--untracked-files=no")
+    branch = git("rev-parse", "--abbrev-ref", "HEAD").strip()
+    return {"commit": commit, "dirty": bool(status.strip()), "branch": branch}
+
+
+def git_diff(root: Path) -> str:
+    try:
+        return subprocess.run(
+            ["git", "-C", str(root), "diff", "HEAD"], capture_output=True, text=True, check=True, timeout=20
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def package_versions() -> dict[str, str | None]:
+    versions: dict[str, str | None] = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def device_info(accelerator: str | None = None) -> dict[str, Any]:
+    import torch
+
+    info: dict[str, Any] = {
+        "accelerator": accelerator,
+        "platform": platform.platform(),
+        "cpu": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "cuda_available": torch.cuda.is_available(),
+    }
+    if torch.cuda.is_available():
+        info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    return info
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def file_identities(paths: Iterable[Path]) -> list[dict[str, Any]]:
+    """sha256 and size of each data file a run read, so the exact bytes can be named later."""
+    return [
+        {"path": str(p), "bytes": p.stat().st_size, "sha256": sha256_file(p)} for p in paths if Path(p).is_file()
+    ]
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+LOWER_IS_BETTER = ("loss", "mae", "mse", "rmse", "error")
+
+
+def best_of(history: list[dict[str, float]]) -> dict[str, dict[str, float]]:
+    """For each `stage/metric` in the per-epoch history: its best value and the epoch it came at."""
+    best: dict[str, dict[str, float]] = {}
+    keys = {k for row in history for k in row if "/" in k and not k.startswith("time/")}
+    for key in sorted(keys):
+        rows = [r for r in history if key in r]
+        lower = key.rsplit("/", 1)[1].endswith(LOWER_IS_BETTER)
+        row = (min if lower else max)(rows, key=lambda r, k=key: r[k])
+        best[key] = {"value": row[key], "epoch": row["epoch"]}
+    return best
+
+
+class RunRecord:
+    """Writes `run.json` for one run: at start, after each change of status, at the end."""
+
+    def __init__(self, run_dir: Path, kind: str, root: Path, enabled: bool = True) -> None:
+        """`enabled=False` on the non-zero ranks of a distributed run: only rank 0 writes."""
+        self.run_dir, self.path, self.enabled = run_dir, run_dir / "run.json", enabled
+        self.started = time.time()
+        git = git_state(root)
+        self.data: dict[str, Any] = {
+            "kind": kind,
+            "status": "running",
+            "run_dir": str(run_dir),
+            "command": redact_argv([Path(sys.argv[0]).name, *sys.argv[1:]]),
+            "cwd": os.getcwd(),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(self.started)),
+            "git": git,
+            "packages": package_versions(),
+        }
+        if git["dirty"] and enabled:
+            (run_dir / "git.diff").write_text(git_diff(root))
+            self.data["git"]["diff_file"] = "git.diff"
+        self.save()
+
+    def update(self, **fields: Any) -> None:
+        self.data.update(fields)
+        self.save()
+
+    def finish(self, status: str, error: BaseException | None = None) -> None:
+        self.data["status"] = status
+        self.data["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        self.data["wall_time_s"] = round(time.time() - self.started, 3)
+        if error is not None:
+            self.data["error"] = f"{type(error).__name__}: {error}"
+        self.save()
+
+    def save(self) -> None:
+        if self.enabled:
+            write_json_atomic(self.path, self.data)

@@ -1,0 +1,79 @@
+"""Classification with Keras' loss and accuracy definitions (binary, multiclass, multilabel)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torchmetrics import MetricCollection
+from torchmetrics.classification import BinaryAccuracy, MulticlassAccuracy, MultilabelAccuracy
+
+from dlwp.task.base import BookTask
+
+EPS = 1e-7  # Keras' epsilon: probabilities are clipped to [EPS, 1 - EPS] inside the loss
+LOG_EPS, LOG_1M_EPS = math.log(EPS), math.log1p(-EPS)
+
+
+class MulticlassTask(BookTask):
+    """Softmax + categorical cross-entropy; accuracy = argmax matches the label (Keras `acc`)."""
+
+    def __init__(self, num_classes: int, **kwargs) -> None:
+        self.num_classes = num_classes
+        super().__init__(**kwargs)
+
+    def make_metrics(self) -> MetricCollection:
+        acc = MulticlassAccuracy(self.num_classes, average="micro", validate_args=False)
+        return MetricCollection({"acc": acc})
+
+    def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        log_probs = F.log_softmax(outputs, dim=-1)
+        if self.keras_loss:
+            log_probs = log_probs.clamp(LOG_EPS, LOG_1M_EPS)
+        return F.nll_loss(log_probs, targets)
+
+    def predict(self, outputs: torch.Tensor) -> torch.Tensor:
+        return outputs.softmax(dim=-1)
+
+
+class BinaryTask(BookTask):
+    """Sigmoid + binary cross-entropy on a single output; accuracy = round(p) == y (Keras)."""
+
+    def make_metrics(self) -> MetricCollection:
+        return MetricCollection({"acc": BinaryAccuracy(threshold=0.5, validate_args=False)})
+
+    def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return binary_loss(outputs.reshape(targets.shape), targets.float(), self.keras_loss)
+
+    def predict(self, outputs: torch.Tensor) -> torch.Tensor:
+        return outputs.sigmoid().reshape(-1)
+
+
+class MultilabelTask(BookTask):
+    """Independent sigmoids; accuracy = mean over all (sample, label) pairs, as Keras computes it."""
+
+    def __init__(self, num_labels: int, **kwargs) -> None:
+        self.num_labels = num_labels
+        super().__init__(**kwargs)
+
+    def make_metrics(self) -> MetricCollection:
+        return MetricCollection({"acc": MultilabelAccuracy(self.num_labels, average="micro", validate_args=False)})
+
+    def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return binary_loss(outputs, targets.float(), self.keras_loss)
+
+    def predict(self, outputs: torch.Tensor) -> torch.Tensor:
+        return outputs.sigmoid()
+
+
+def binary_loss(logits: torch.Tensor, targets: torch.Tensor, keras_clip: bool) -> torch.Tensor:
+    """BCE from logits; with `keras_clip`, p = sigmoid(z) is clipped as Keras does first.
+
+    Clipping stops the gradient of samples the model is already confidently right (or wrong)
+    about beyond 1e-7, which is what the book's runs did.
+    """
+    if not keras_clip:
+        return F.binary_cross_entropy_with_logits(logits, targets)
+    log_p = F.logsigmoid(logits).clamp(LOG_EPS, LOG_1M_EPS)
+    log_1mp = F.logsigmoid(-logits).clamp(LOG_EPS, LOG_1M_EPS)
+    return -(targets * log_p + (1 - targets) * log_1mp).mean()

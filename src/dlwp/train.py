@@ -1,0 +1,113 @@
+"""`dlwp train`: one run of one task, from a composed config to a complete run record."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from dlwp import checkpoints
+from dlwp.errors import ConfigError
+from dlwp.paths import claim_dir
+from dlwp.record import RunRecord, best_of, device_info, file_identities
+
+
+def output_dir(cfg: DictConfig) -> Path:
+    """The run directory Hydra claimed (see `conf/hydra/default.yaml`), or a new one."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        return Path(HydraConfig.get().runtime.output_dir)
+    return claim_dir(Path(cfg.paths.runs_dir) / cfg.task.name)
+
+
+def is_rank_zero() -> bool:
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    return getattr(rank_zero_only, "rank", 0) == 0
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Fit, test, and record; returns the run record. Raises `DlwpError` on bad input."""
+    import lightning as L
+
+    from dlwp.callbacks import EpochHistory, build_callbacks
+    from dlwp.config import build, to_plain, validate
+    from dlwp.logger import build_loggers
+    from dlwp.trainer import build_trainer
+
+    cfg = validate(cfg)
+    run_dir = output_dir(cfg)
+    rank_zero = is_rank_zero()
+    record = RunRecord(run_dir, "train", Path(cfg.paths.root), enabled=rank_zero)
+    if rank_zero:
+        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    record.update(task=cfg.task.name, section=cfg.task.section, seed=cfg.seed, config_file="config.yaml")
+    try:
+        L.seed_everything(cfg.seed, workers=True, verbose=False)
+        datamodule, module = build(cfg)
+        datamodule.setup("fit")  # a missing or corrupt dataset fails here, before any Lightning set-up
+        _check_monitor(cfg, datamodule)
+        ckpt_path = None
+        if cfg.ckpt_path is not None:
+            ckpt_path = checkpoints.resolve(cfg.ckpt_path, Path(cfg.paths.runs_dir), cfg.task.name, prefer="last")
+            checkpoints.check_task(checkpoints.load(ckpt_path), ckpt_path, cfg.task.name)
+        record.update(
+            resumed_from=str(ckpt_path) if ckpt_path else None,
+            data={
+                "module": cfg.data._target_,
+                "files": file_identities(datamodule.files()),
+                "sizes": datamodule.sizes(),
+            },
+        )
+        module.run_config = to_plain(cfg, resolve=False)
+        history = EpochHistory(run_dir / "metrics.csv", on_epoch=lambda row: record.update(epochs_done=row["epoch"]))
+        trainer = build_trainer(cfg, run_dir, build_callbacks(cfg, run_dir, history), build_loggers(cfg, run_dir))
+        record.update(
+            device=device_info(trainer.strategy.root_device.type)
+            | {"devices": trainer.num_devices, "precision": str(trainer.precision)}
+        )
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+        final = dict(history.rows[-1]) if history.rows else {}
+        if cfg.test:
+            tested = trainer.test(module, datamodule=datamodule, verbose=False)
+            final |= {k: round(float(v), 7) for k, v in tested[0].items()}
+        record.update(
+            metrics={"final": final, "best": best_of(history.rows)},
+            checkpoints=_checkpoint_files(run_dir),
+        )
+        record.finish("completed")
+    except BaseException as err:
+        record.finish("interrupted" if isinstance(err, (KeyboardInterrupt, SystemExit)) else "failed", err)
+        raise
+    if rank_zero:
+        print(summary(cfg, record.data), file=sys.stderr)
+    return record.data
+
+
+def _check_monitor(cfg: DictConfig, datamodule) -> None:
+    stage = cfg.task.monitor.split("/", 1)[0]
+    if stage == "val" and "val" not in datamodule.sizes():
+        raise ConfigError(
+            f"task.monitor={cfg.task.monitor} needs a validation split, but this data has none: "
+            "set data.val_size (samples held out from training) or task.monitor=train/loss"
+        )
+
+
+def _checkpoint_files(run_dir: Path) -> dict[str, str]:
+    return {p.stem: str(p) for p in sorted((run_dir / "checkpoints").glob("*.ckpt"))}
+
+
+def summary(cfg: DictConfig, data: dict[str, Any]) -> str:
+    """A few lines for the terminal: the final metrics next to the book's, and where the run is."""
+    final = data.get("metrics", {}).get("final", {})
+    lines = [f"dlwp: {cfg.task.name} (book {cfg.task.section}) finished in {data.get('wall_time_s', 0):.1f} s"]
+    shown = [k for k in final if k.startswith("test/")] or [k for k in final if k.startswith(("val/", "train/"))]
+    for key in shown:
+        ref = cfg.task.reference.get(key)
+        ref_text = f"   (book: {ref:.4f})" if ref is not None else ""
+        lines.append(f"  {key:<12} {final[key]:.4f}{ref_text}")
+    lines.append(f"  run: {data['run_dir']}")
+    return "\n".join(lines)
