@@ -18,9 +18,7 @@ NAMES = ("last", "best")
 def resolve(spec: str, runs_dir: Path, task: str, prefer: str = "last") -> Path:
     """A checkpoint file from a path, a run directory, or `last`/`best` (newest run of `task`)."""
     if spec in NAMES:
-        candidates = sorted(
-            (runs_dir / task).glob(f"**/checkpoints/{spec}.ckpt"), key=lambda p: p.stat().st_mtime
-        )
+        candidates = sorted((runs_dir / task).glob(f"**/checkpoints/{spec}.ckpt"), key=lambda p: p.stat().st_mtime)
         if not candidates:
             raise CheckpointError(
                 f"ckpt_path={spec}: no run of task '{task}' under {runs_dir / task} has checkpoints/{spec}.ckpt; "

@@ -47,6 +47,15 @@ def claim_dir(parent: Path | str, stamp: str | None = None) -> Path:
     raise RuntimeError(f"could not claim a run directory under {parent}")
 
 
+def discard_if_unused(run_dir: Path) -> None:
+    """Remove a run directory that a run rejected at start-up left holding only its empty log."""
+    entries = list(run_dir.iterdir()) if run_dir.is_dir() else []
+    if all(p.name == "train.log" and p.stat().st_size == 0 for p in entries):
+        for p in entries:
+            p.unlink()
+        run_dir.rmdir()
+
+
 _claimed: dict[tuple[str, ...], str] = {}
 
 

@@ -109,9 +109,7 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
 
 def file_identities(paths: Iterable[Path]) -> list[dict[str, Any]]:
     """sha256 and size of each data file a run read, so the exact bytes can be named later."""
-    return [
-        {"path": str(p), "bytes": p.stat().st_size, "sha256": sha256_file(p)} for p in paths if Path(p).is_file()
-    ]
+    return [{"path": str(p), "bytes": p.stat().st_size, "sha256": sha256_file(p)} for p in paths if Path(p).is_file()]
 
 
 def write_json_atomic(path: Path, data: Any) -> None:

@@ -10,7 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from dlwp import checkpoints
 from dlwp.errors import ConfigError
-from dlwp.paths import claim_dir
+from dlwp.paths import claim_dir, discard_if_unused
 from dlwp.record import RunRecord, best_of, device_info, file_identities
 
 
@@ -29,17 +29,37 @@ def is_rank_zero() -> bool:
     return getattr(rank_zero_only, "rank", 0) == 0
 
 
+def quiet_lightning() -> None:
+    """Route Lightning's log through the run's handlers (console: warnings; train.log: all)."""
+    import logging
+    import warnings
+
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logger = logging.getLogger(name)
+        logger.handlers.clear()
+        logger.propagate = True
+    # Known-harmless notices of this Lightning/torch pairing and of tasks without validation data.
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+    warnings.filterwarnings("ignore", message=r"Total length of `list` across ranks is zero")
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit, test, and record; returns the run record. Raises `DlwpError` on bad input."""
     import lightning as L
+
+    quiet_lightning()
 
     from dlwp.callbacks import EpochHistory, build_callbacks
     from dlwp.config import build, to_plain, validate
     from dlwp.logger import build_loggers
     from dlwp.trainer import build_trainer
 
-    cfg = validate(cfg)
     run_dir = output_dir(cfg)
+    try:
+        cfg = validate(cfg)
+    except ConfigError:
+        discard_if_unused(run_dir)
+        raise
     rank_zero = is_rank_zero()
     record = RunRecord(run_dir, "train", Path(cfg.paths.root), enabled=rank_zero)
     if rank_zero:

@@ -7,11 +7,14 @@ from pathlib import Path
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 
 from dlwp.callbacks.history import EpochHistory
+from dlwp.callbacks.progress import ThrottledProgressBar
 
 
 def build_callbacks(cfg, run_dir: Path, history: EpochHistory) -> list[Callback]:
     """`checkpoints/best.ckpt` (by `task.monitor`) and `checkpoints/last.ckpt`, per `cfg.callbacks`."""
     callbacks: list[Callback] = [history]
+    if cfg.trainer.enable_progress_bar:
+        callbacks.append(ThrottledProgressBar())
     ckpt = cfg.callbacks.checkpoint
     mode = str(cfg.task.monitor_mode.value)
     # Saved at the end of the training epoch, after validation and after the history row is added,
@@ -35,4 +38,4 @@ def build_callbacks(cfg, run_dir: Path, history: EpochHistory) -> list[Callback]
     return callbacks
 
 
-__all__ = ["EpochHistory", "build_callbacks"]
+__all__ = ["EpochHistory", "ThrottledProgressBar", "build_callbacks"]

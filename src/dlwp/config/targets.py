@@ -44,7 +44,7 @@ def _omegaconf_type(annotation: Any) -> Any:
     if origin in (typing.Union, types.UnionType) and type(None) in args:
         inner = [a for a in args if a is not type(None)]
         if len(inner) == 1 and _omegaconf_type(inner[0]) is not Any:
-            return typing.Optional[_omegaconf_type(inner[0])]  # noqa: UP007 (OmegaConf needs Optional)
+            return _omegaconf_type(inner[0]) | None
         return Any
     if origin in (list, tuple, collections.abc.Sequence):
         inner = _omegaconf_type(args[0]) if args else Any
@@ -109,17 +109,19 @@ def check_target(node: DictConfig, key: str, injected: tuple[str, ...] = ()) -> 
         raise ConfigError(f"'{key}' must be a mapping with a `_target_` naming a class")
     cls = locate(node._target_)
     schema = OmegaConf.structured(signature_schema(cls, injected))
-    given = OmegaConf.masked_copy(node, [k for k in node if k != "_target_"])
-    unknown = [k for k in given if k not in schema.keys()]
+    try:  # check the values as they will be used, with interpolations resolved in context
+        given = OmegaConf.create(OmegaConf.to_container(node, resolve=True))
+    except OmegaConfBaseException as err:
+        raise ConfigError(f"'{key}': {str(err).splitlines()[0]}") from err
+    del given["_target_"]
+    unknown = [k for k in given if k not in schema.keys()]  # noqa: SIM118 (`in` skips ??? values)
     if unknown:
         valid = list(schema.keys())
         hints = []
         for k in unknown:
             close = difflib.get_close_matches(str(k), valid, n=1)
             hints.append(f"'{key}.{k}'" + (f" (did you mean '{key}.{close[0]}'?)" if close else ""))
-        raise ConfigError(
-            f"unknown key {', '.join(hints)} for {node._target_}; valid keys: {', '.join(valid)}"
-        )
+        raise ConfigError(f"unknown key {', '.join(hints)} for {node._target_}; valid keys: {', '.join(valid)}")
     try:
         merged = OmegaConf.merge(schema, given)
     except OmegaConfBaseException as err:
@@ -131,5 +133,7 @@ def check_target(node: DictConfig, key: str, injected: tuple[str, ...] = ()) -> 
     missing = OmegaConf.missing_keys(merged)
     if missing:
         raise ConfigError(f"{node._target_} needs {', '.join(f'{key}.{m}' for m in sorted(missing))}")
-    typed = OmegaConf.create({"_target_": node._target_})
-    return OmegaConf.merge(typed, merged)
+    # Return the constructor's defaults filled in, but the user's values as written, so that
+    # interpolations such as ${paths.data_dir} stay portable in the stored config.
+    defaults = OmegaConf.create({"_target_": node._target_, **OmegaConf.to_container(merged)})
+    return OmegaConf.merge(defaults, node)

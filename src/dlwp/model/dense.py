@@ -48,7 +48,7 @@ class DenseNet(nn.Module):
             width = h
         layers.append(nn.Linear(width, out_features))
         self.net = nn.Sequential(*layers)
-        self.out_features, self.l2 = out_features, l2
+        self.l2 = l2
         self.hidden_layers = [m for m in layers[:-1] if isinstance(m, nn.Linear)]
         if init == "keras":
             keras_init_(self)
@@ -56,8 +56,8 @@ class DenseNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x.flatten(1))
 
-    def regularization_loss(self) -> torch.Tensor | float:
-        """The L2 penalty Keras adds to the reported loss (book 4.4)."""
+    def regularization_loss(self) -> torch.Tensor | None:
+        """The L2 penalty Keras adds to the reported loss (book 4.4); None without one."""
         if self.l2 == 0:
-            return 0.0
+            return None
         return self.l2 * sum(layer.weight.square().sum() for layer in self.hidden_layers)

@@ -19,17 +19,8 @@ PROBLEMS: dict[str, type[BookTask]] = {
 
 
 def build_task(problem: str, network: nn.Module, optimizer: dict[str, Any], seed: int, keras_loss: bool) -> BookTask:
-    """The LightningModule for `problem`, sized from the network's output layer."""
-    cls = PROBLEMS[problem]
-    kwargs: dict[str, Any] = {"network": network, "optimizer": optimizer, "seed": seed, "keras_loss": keras_loss}
-    outputs = getattr(network, "out_features", None)
-    if cls in (MulticlassTask, MultilabelTask) and not isinstance(outputs, int):
-        raise ValueError(f"{type(network).__name__} must set `self.out_features` (its number of outputs)")
-    if cls is MulticlassTask:
-        kwargs["num_classes"] = outputs
-    elif cls is MultilabelTask:
-        kwargs["num_labels"] = outputs
-    return cls(**kwargs)
+    """The LightningModule for `problem` (binary, multiclass, multilabel, regression)."""
+    return PROBLEMS[problem](network=network, optimizer=optimizer, seed=seed, keras_loss=keras_loss)
 
 
 __all__ = ["PROBLEMS", "BookTask", "build_task"]

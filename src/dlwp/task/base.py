@@ -7,7 +7,9 @@ from typing import Any
 import lightning as L
 import torch
 from torch import nn
-from torchmetrics import MeanMetric, MetricCollection
+from torchmetrics import Metric
+
+from dlwp.task.metrics import BatchMean
 
 STAGES = ("train", "val", "test")
 
@@ -46,14 +48,20 @@ class BookTask(L.LightningModule):
         self.optimizer_args = dict(optimizer)
         self.seed = seed
         self.keras_loss = keras_loss
-        for stage in STAGES:  # `train_metrics`, `val_loss_mean`, ... (not a ModuleDict: `train` is taken)
-            setattr(self, f"{stage}_metrics", self.make_metrics().clone(prefix=f"{stage}/"))
-            setattr(self, f"{stage}_loss_mean", MeanMetric())
+        # A network may add a penalty to the loss (Keras' kernel_regularizer) by defining
+        # `regularization_loss()`; it returns None when it has none, so the step skips it.
+        penalty = getattr(network, "regularization_loss", None)
+        self.regularized = penalty is not None and penalty() is not None
+        # `train_metrics`, `val_metrics`, ...: {"loss": ..., "acc": ...} per stage (one ModuleDict
+        # keyed by stage is impossible: `train` is a Module method).
+        for stage in STAGES:
+            setattr(self, f"{stage}_metrics", nn.ModuleDict({"loss": BatchMean(), **self.make_metrics()}))
         self.run_config: dict[str, Any] | None = None
         """The run's config, stored in every checkpoint so `dlwp eval` can rebuild this model."""
 
     # -- what a problem type defines -----------------------------------------------------------
-    def make_metrics(self) -> MetricCollection:
+    def make_metrics(self) -> dict[str, Metric]:
+        """Metrics besides the loss, by name (`acc` → logged as `train/acc`, `val/acc`, ...)."""
         raise NotImplementedError
 
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -67,30 +75,35 @@ class BookTask(L.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.network(x)
 
-    def _step(self, stage: str, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    def _step(self, stage: str, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, y = batch
         outputs = self.network(x)
         loss = self.loss(outputs, y)
-        penalty = getattr(self.network, "regularization_loss", None)
-        if penalty is not None:
-            loss = loss + penalty()
-        loss_mean, metrics = getattr(self, f"{stage}_loss_mean"), getattr(self, f"{stage}_metrics")
+        if self.regularized:
+            loss = loss + self.network.regularization_loss()
+        metrics = getattr(self, f"{stage}_metrics")
         with torch.no_grad():
-            loss_mean.update(loss.detach(), len(y))
-            metrics.update(self.predict(outputs.detach()), y)
-        # Metric objects: Lightning computes them once at epoch end, no per-step host sync.
-        self.log(f"{stage}/loss", loss_mean, on_step=False, on_epoch=True, prog_bar=True)
-        self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=True)
+            metrics["loss"].update(loss, len(y))
+            predictions = self.predict(outputs.detach())
+            for name, metric in metrics.items():
+                if name != "loss":
+                    metric.update(predictions, y)
+        if batch_idx == 0:
+            # Logging a Metric object registers it: Lightning calls its compute() once at epoch end,
+            # over every update of the epoch. Once per epoch is enough, and `self.log` on every
+            # step would cost more than the step itself for the book's small networks.
+            for name, metric in metrics.items():
+                self.log(f"{stage}/{name}", metric, on_step=False, on_epoch=True, prog_bar=stage != "test")
         return loss
 
     def training_step(self, batch, batch_idx):
-        return self._step("train", batch)
+        return self._step("train", batch, batch_idx)
 
     def validation_step(self, batch, batch_idx):
-        self._step("val", batch)
+        self._step("val", batch, batch_idx)
 
     def test_step(self, batch, batch_idx):
-        self._step("test", batch)
+        self._step("test", batch, batch_idx)
 
     def predict_step(self, batch, batch_idx):
         return self.predict(self.network(batch[0]))

@@ -6,10 +6,9 @@ import math
 
 import torch
 import torch.nn.functional as F
-from torchmetrics import MetricCollection
-from torchmetrics.classification import BinaryAccuracy, MulticlassAccuracy, MultilabelAccuracy
 
 from dlwp.task.base import BookTask
+from dlwp.task.metrics import Accuracy
 
 EPS = 1e-7  # Keras' epsilon: probabilities are clipped to [EPS, 1 - EPS] inside the loss
 LOG_EPS, LOG_1M_EPS = math.log(EPS), math.log1p(-EPS)
@@ -18,13 +17,8 @@ LOG_EPS, LOG_1M_EPS = math.log(EPS), math.log1p(-EPS)
 class MulticlassTask(BookTask):
     """Softmax + categorical cross-entropy; accuracy = argmax matches the label (Keras `acc`)."""
 
-    def __init__(self, num_classes: int, **kwargs) -> None:
-        self.num_classes = num_classes
-        super().__init__(**kwargs)
-
-    def make_metrics(self) -> MetricCollection:
-        acc = MulticlassAccuracy(self.num_classes, average="micro", validate_args=False)
-        return MetricCollection({"acc": acc})
+    def make_metrics(self) -> dict:
+        return {"acc": Accuracy("multiclass")}
 
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         log_probs = F.log_softmax(outputs, dim=-1)
@@ -39,8 +33,8 @@ class MulticlassTask(BookTask):
 class BinaryTask(BookTask):
     """Sigmoid + binary cross-entropy on a single output; accuracy = round(p) == y (Keras)."""
 
-    def make_metrics(self) -> MetricCollection:
-        return MetricCollection({"acc": BinaryAccuracy(threshold=0.5, validate_args=False)})
+    def make_metrics(self) -> dict:
+        return {"acc": Accuracy("binary")}
 
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return binary_loss(outputs.reshape(targets.shape), targets.float(), self.keras_loss)
@@ -52,12 +46,8 @@ class BinaryTask(BookTask):
 class MultilabelTask(BookTask):
     """Independent sigmoids; accuracy = mean over all (sample, label) pairs, as Keras computes it."""
 
-    def __init__(self, num_labels: int, **kwargs) -> None:
-        self.num_labels = num_labels
-        super().__init__(**kwargs)
-
-    def make_metrics(self) -> MetricCollection:
-        return MetricCollection({"acc": MultilabelAccuracy(self.num_labels, average="micro", validate_args=False)})
+    def make_metrics(self) -> dict:
+        return {"acc": Accuracy("multilabel")}
 
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return binary_loss(outputs, targets.float(), self.keras_loss)

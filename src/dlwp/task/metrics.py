@@ -1,0 +1,74 @@
+"""Keras' metric definitions as lean torchmetrics `Metric`s.
+
+torchmetrics' general-purpose classes validate and reformat their inputs on every update (and
+`MeanMetric` checks for NaNs, a host sync); for the book's small networks that costs a sizeable
+fraction of a training step. These keep torchmetrics' state handling (epoch reset, DDP sync) and
+do only the arithmetic Keras does.
+"""
+
+from __future__ import annotations
+
+import torch
+from torchmetrics import Metric
+
+
+class BatchMean(Metric):
+    """Mean of per-batch values weighted by batch size: Keras' running epoch loss."""
+
+    full_state_update = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.add_state("total", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("count", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, value: torch.Tensor, weight: int) -> None:
+        # in place: `+=` on a Module attribute would go through the slow nn.Module.__setattr__
+        self.total.add_(value.detach().double() * weight)
+        self.count.add_(weight)
+
+    def compute(self) -> torch.Tensor:
+        return (self.total / self.count).float()
+
+
+class Accuracy(Metric):
+    """Keras `acc`: argmax match (multiclass), `round(p) == y` (binary, and each label of multilabel)."""
+
+    full_state_update = False
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        if kind not in ("binary", "multiclass", "multilabel"):
+            raise ValueError(f"unknown accuracy kind {kind!r}")
+        self.kind = kind
+        self.add_state("correct", torch.zeros((), dtype=torch.int64), dist_reduce_fx="sum")
+        self.add_state("total", torch.zeros((), dtype=torch.int64), dist_reduce_fx="sum")
+
+    def update(self, probs: torch.Tensor, target: torch.Tensor) -> None:
+        if self.kind == "multiclass":
+            hits = probs.argmax(dim=-1) == target
+        else:  # Keras rounds half to even: p = 0.5 counts as 0
+            hits = (probs > 0.5) == target.bool()
+        self.correct.add_(hits.sum())
+        self.total.add_(hits.numel())
+
+    def compute(self) -> torch.Tensor:
+        return self.correct.float() / self.total
+
+
+class MeanAbsoluteError(Metric):
+    """Keras `mae`: mean of |prediction - target| over all samples of the epoch."""
+
+    full_state_update = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.add_state("total", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("count", torch.zeros((), dtype=torch.int64), dist_reduce_fx="sum")
+
+    def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
+        self.total.add_((preds.reshape(target.shape) - target).abs().sum().double())
+        self.count.add_(target.numel())
+
+    def compute(self) -> torch.Tensor:
+        return (self.total / self.count).float()
