@@ -59,6 +59,14 @@ class BookTask(L.LightningModule):
         self.run_config: dict[str, Any] | None = None
         """The run's config, stored in every checkpoint so `dlwp eval` can rebuild this model."""
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Lightning sets `_current_fx_name` around every hook call, ~40 times a training step;
+        # nn.Module's generic __setattr__ costs microseconds each time. It is a plain attribute.
+        if name == "_current_fx_name":
+            self.__dict__[name] = value
+        else:
+            super().__setattr__(name, value)
+
     # -- what a problem type defines -----------------------------------------------------------
     def make_metrics(self) -> dict[str, Metric]:
         """Metrics besides the loss, by name (`acc` → logged as `train/acc`, `val/acc`, ...)."""
@@ -84,10 +92,9 @@ class BookTask(L.LightningModule):
         metrics = getattr(self, f"{stage}_metrics")
         with torch.no_grad():
             metrics["loss"].update(loss, len(y))
-            predictions = self.predict(outputs.detach())
-            for name, metric in metrics.items():
+            for name, metric in metrics.items():  # metrics read raw outputs (logits): no softmax
                 if name != "loss":
-                    metric.update(predictions, y)
+                    metric.update(outputs.detach(), y)
         if batch_idx == 0:
             # Logging a Metric object registers it: Lightning calls its compute() once at epoch end,
             # over every update of the epoch. Once per epoch is enough, and `self.log` on every

@@ -32,7 +32,8 @@ class BatchMean(Metric):
 
 
 class Accuracy(Metric):
-    """Keras `acc`: argmax match (multiclass), `round(p) == y` (binary, and each label of multilabel)."""
+    """Keras `acc` from logits: argmax match (multiclass), `round(sigmoid(z)) == y` (binary, and
+    each label of multilabel), where round(p) = 1 exactly when p > 0.5, i.e. when z > 0."""
 
     full_state_update = False
 
@@ -44,11 +45,11 @@ class Accuracy(Metric):
         self.add_state("correct", torch.zeros((), dtype=torch.int64), dist_reduce_fx="sum")
         self.add_state("total", torch.zeros((), dtype=torch.int64), dist_reduce_fx="sum")
 
-    def update(self, probs: torch.Tensor, target: torch.Tensor) -> None:
+    def update(self, logits: torch.Tensor, target: torch.Tensor) -> None:
         if self.kind == "multiclass":
-            hits = probs.argmax(dim=-1) == target
-        else:  # Keras rounds half to even: p = 0.5 counts as 0
-            hits = (probs > 0.5) == target.bool()
+            hits = logits.argmax(dim=-1) == target
+        else:  # Keras rounds half to even: p = 0.5 (z = 0) counts as 0
+            hits = (logits.reshape(target.shape) > 0) == target.bool()
         self.correct.add_(hits.sum())
         self.total.add_(hits.numel())
 

@@ -1,0 +1,37 @@
+"""The command line itself: help, task list, unknown commands, start-up cost."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+from conftest import ROOT, dlwp
+
+
+def test_help_imports_neither_torch_nor_lightning():
+    code = (
+        "import sys; from dlwp.cli import main; main(['--help']); "
+        "heavy = [m for m in ('torch', 'lightning', 'hydra') if m in sys.modules]; "
+        "assert not heavy, heavy"
+    )
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert "usage: dlwp" in proc.stdout
+    assert time.perf_counter() - t0 < 10  # generous: the point is "no framework import", checked above
+
+
+def test_tasks_lists_every_task_config_with_section_and_reference():
+    out = dlwp("tasks").stdout
+    task_files = sorted(p.stem for p in (ROOT / "conf" / "task").glob("*.yaml"))
+    for name in task_files:
+        assert name in out
+    mnist_line = next(line for line in out.splitlines() if line.startswith("mnist_dense"))
+    assert "2.1" in mnist_line and "0.9777" in mnist_line
+
+
+def test_unknown_command_exits_2_with_usage():
+    proc = dlwp("trian", check=False)
+    assert proc.returncode == 2
+    assert "unknown command 'trian'" in proc.stderr and "usage: dlwp" in proc.stderr

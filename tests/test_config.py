@@ -1,0 +1,102 @@
+"""The typed config tree: every task composes and validates; typos and wrong types fail at start-up."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.errors import ConfigCompositionException
+from omegaconf.errors import ValidationError
+
+from conftest import ROOT, dlwp, run_dirs
+from dlwp.config import validate
+from dlwp.config.schema import Problem, register
+from dlwp.errors import ConfigError
+from dlwp.paths import conf_dir, register_resolvers
+
+TASKS = sorted(p.stem for p in (ROOT / "conf" / "task").glob("*.yaml"))
+
+
+def compose_train(*overrides: str):
+    register()
+    register_resolvers()
+    with initialize_config_dir(str(conf_dir()), version_base="1.3"):
+        return compose("train", overrides=list(overrides))
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_every_task_composes_validates_and_builds(task, tmp_path):
+    from hydra.utils import instantiate
+
+    from dlwp.task import PROBLEMS
+
+    cfg = validate(compose_train(f"task={task}", f"paths.data_dir={tmp_path}"))
+    assert cfg.task.name == task, "a task's `name` must match its file name (runs are filed under it)"
+    assert cfg.task.section and cfg.task.title and cfg.task.dataset
+    assert isinstance(cfg.task.problem, Problem) and cfg.task.problem.value in PROBLEMS
+    network = instantiate(cfg.model)  # builds the real nn.Module; no data is read
+    assert sum(p.numel() for p in network.parameters()) > 0
+    datamodule = instantiate(cfg.data, seed=cfg.seed)
+    assert datamodule.batch_size == cfg.data.batch_size
+
+
+def test_book_defaults_are_keras_parity():
+    cfg = compose_train("task=mnist_dense")
+    opt = cfg.task.optimizer
+    assert (opt.name.value, opt.lr, opt.rho, opt.eps) == ("rmsprop", 1e-3, 0.9, 1e-8)
+    assert cfg.model.init == "keras" and cfg.task.keras_loss
+    assert (cfg.data.batch_size, cfg.trainer.max_epochs) == (128, 5)
+
+
+def test_unknown_trainer_key_fails_naming_it():
+    with pytest.raises(ConfigCompositionException) as err:
+        compose_train("trainer.max_epoch=3")
+    assert "max_epoch" in str(err.value) + str(err.value.__cause__)
+
+
+def test_wrong_type_fails_naming_the_key():
+    with pytest.raises(ConfigCompositionException) as err:
+        compose_train("trainer.max_epochs=three")
+    assert isinstance(err.value.__cause__, ValidationError)
+    assert "trainer.max_epochs" in str(err.value.__cause__) and "three" in str(err.value.__cause__)
+
+
+def test_model_key_typo_suggests_the_right_key():
+    with pytest.raises(ConfigError, match=r"'model.hiden' \(did you mean 'model.hidden'\?\)"):
+        validate(compose_train("+model.hiden=3"))
+
+
+def test_model_value_of_wrong_type_is_named():
+    with pytest.raises(ConfigError, match=r"model.hidden\[0\].*abc"):
+        validate(compose_train("model.hidden=[abc]"))
+
+
+def test_choice_outside_allowed_values_is_named():
+    with pytest.raises(ConfigError, match=r"'data.val_from' must be one of \['head', 'tail', 'test'\]"):
+        validate(compose_train("data.val_from=middle"))
+
+
+def test_seed_zero_is_kept():
+    assert compose_train("seed=0").seed == 0
+
+
+def test_cli_rejects_typo_at_start_up_and_leaves_no_run_dir(tmp_path):
+    runs = tmp_path / "runs"
+    proc = dlwp("train", "+model.hiden=3", runs=runs, check=False, timeout=120)
+    assert proc.returncode == 2
+    assert "dlwp train: error: unknown key 'model.hiden'" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert run_dirs(runs) == [], "a run rejected at start-up must not leave a directory behind"
+    proc = dlwp("train", "trainer.max_epoch=3", runs=runs, check=False, timeout=120)
+    assert proc.returncode != 0 and "max_epoch" in proc.stderr
+
+
+def test_task_without_validation_split_cannot_monitor_val(tmp_path):
+    from dlwp.train import train
+
+    cfg = compose_train("data.val_size=0", f"paths.runs_dir={tmp_path}")
+    with pytest.raises(ConfigError, match="needs a validation split"):
+        train(cfg)
+    status = [p for p in Path(tmp_path).glob("digits_dense/*/run.json")]
+    assert status, "the failed run is recorded"

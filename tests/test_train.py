@@ -1,0 +1,148 @@
+"""`dlwp train` / `dlwp eval` end to end through the real CLI, on the embedded digits task."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, dlwp, metric_rows, record, run_dirs
+
+SECRET = "sk-test-4f1d9c0a7e"  # must never appear in anything a run writes
+
+
+@pytest.fixture(scope="module")
+def default_run(tmp_path_factory) -> Path:
+    """`dlwp train` with no arguments (the embedded default), with a credential in the environment
+    and a credential-looking override on the command line."""
+    runs = tmp_path_factory.mktemp("runs")
+    dlwp("train", f"+hydra.job.env_set.MY_API_TOKEN={SECRET}", runs=runs, env={"WANDB_API_KEY": SECRET})
+    (run_dir,) = run_dirs(runs)
+    return run_dir
+
+
+def test_default_task_learns(default_run):
+    rec = record(default_run)
+    assert rec["status"] == "completed"
+    final = rec["metrics"]["final"]
+    assert final["test/acc"] >= 0.95, "the book's network should classify digits far above chance (0.10)"
+    rows = metric_rows(default_run)
+    assert len(rows) == 20 and [r["epoch"] for r in rows] == list(range(1, 21))
+    assert rows[-1]["train/loss"] < rows[0]["train/loss"] / 3, "training loss must fall"
+    assert rows[-1]["val/acc"] > rows[0]["val/acc"]
+
+
+def test_run_record_says_what_made_the_run(default_run):
+    rec = record(default_run)
+    assert rec["task"] == "digits_dense" and rec["seed"] == 42
+    assert rec["command"][:2] == ["dlwp", "train"] or rec["command"][0].endswith("cli.py")
+    assert set(rec["git"]) >= {"commit", "dirty"}
+    assert rec["packages"]["torch"] and rec["packages"]["lightning"] and rec["packages"]["hydra-core"]
+    assert rec["device"]["accelerator"] == "cpu" and rec["wall_time_s"] > 0
+    (data_file,) = rec["data"]["files"]
+    assert hashlib.sha256(Path(data_file["path"]).read_bytes()).hexdigest() == data_file["sha256"]
+    assert rec["data"]["sizes"] == {"train": 1257, "val": 180, "test": 360}
+    assert rec["metrics"]["best"]["val/acc"]["value"] >= rec["metrics"]["final"]["val/acc"]
+    assert rec["metrics"]["best"]["val/loss"]["epoch"] in range(1, 21)
+    assert (default_run / "config.yaml").read_text().startswith("task:")
+    assert {p.name for p in (default_run / "checkpoints").iterdir()} == {"best.ckpt", "last.ckpt"}
+
+
+def test_no_secret_is_written(default_run):
+    assert "<redacted>" in " ".join(record(default_run)["command"])
+    for path in default_run.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            if path.suffix == ".gz":
+                data = gzip.decompress(data)
+            assert SECRET.encode() not in data, f"{path} contains the secret"
+
+
+def test_eval_of_last_checkpoint_reproduces_the_training_test_metric(default_run, tmp_path):
+    dlwp("eval", f"ckpt_path={default_run / 'checkpoints' / 'last.ckpt'}", runs=tmp_path)
+    (eval_dir,) = (tmp_path / "eval").iterdir()
+    evaluated = record(eval_dir)["metrics"]["final"]
+    trained = record(default_run)["metrics"]["final"]
+    assert evaluated["test/acc"] == trained["test/acc"]
+    assert evaluated["test/loss"] == pytest.approx(trained["test/loss"], abs=1e-6)
+
+
+def test_eval_rejects_bad_checkpoints_clearly(tmp_path):
+    missing = dlwp("eval", f"ckpt_path={tmp_path / 'nope.ckpt'}", runs=tmp_path, check=False)
+    assert missing.returncode == 2 and "no such file or directory" in missing.stderr
+    garbage = tmp_path / "garbage.ckpt"
+    garbage.write_bytes(os.urandom(2048))
+    corrupt = dlwp("eval", f"ckpt_path={garbage}", runs=tmp_path, check=False)
+    assert corrupt.returncode == 2 and "not a readable checkpoint" in corrupt.stderr
+    assert "Traceback" not in missing.stderr + corrupt.stderr
+
+
+def test_same_seed_same_metrics_and_seed_zero_honoured(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    dlwp("train", "seed=0", "trainer.max_epochs=4", runs=a)
+    dlwp("train", "seed=0", "trainer.max_epochs=4", runs=b)
+    (run_a,), (run_b,) = run_dirs(a), run_dirs(b)
+    assert record(run_a)["seed"] == 0
+    assert metric_rows(run_a) == metric_rows(run_b)
+    assert record(run_a)["metrics"]["final"]["test/acc"] == record(run_b)["metrics"]["final"]["test/acc"]
+    # a multirun over seeds: one process, one directory per job, seed 0 equal to the runs above
+    dlwp("train", "-m", "seed=0,1", "trainer.max_epochs=4", runs=tmp_path / "m")
+    (sweep,) = (tmp_path / "m" / "multirun").iterdir()
+    jobs = {record(d)["seed"]: d for d in sweep.iterdir() if (d / "run.json").exists()}
+    assert set(jobs) == {0, 1}
+    assert metric_rows(jobs[0]) == metric_rows(run_a)
+    assert metric_rows(jobs[1]) != metric_rows(run_a), "seed=1 must train differently from seed=0"
+
+
+def test_runs_started_together_never_share_a_directory(tmp_path):
+    cmd = [sys.executable, "-m", "dlwp.cli", "train", "trainer.max_epochs=1", "trainer.enable_progress_bar=false",
+           f"paths.runs_dir={tmp_path}"]  # fmt: skip
+    procs = [subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(2)]
+    assert [p.wait(timeout=300) for p in procs] == [0, 0]
+    dirs = run_dirs(tmp_path)
+    assert len(dirs) == 2
+    assert all(record(d)["status"] == "completed" and record(d)["run_dir"] == str(d) for d in dirs)
+
+
+def test_killed_run_resumes_to_the_same_result(tmp_path):
+    epochs = "trainer.max_epochs=40"
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    dlwp("train", epochs, runs=whole)
+    cmd = [sys.executable, "-m", "dlwp.cli", "train", epochs, "trainer.enable_progress_bar=false",
+           f"paths.runs_dir={cut}"]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        dirs = run_dirs(cut)
+        if dirs and (dirs[0] / "metrics.csv").exists() and len(metric_rows(dirs[0])) >= 3:
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.02)
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed; raise max_epochs"
+    (killed,) = run_dirs(cut)
+    assert record(killed)["status"] == "running"  # what a hard kill leaves: the record says so
+    assert (killed / "checkpoints" / "last.ckpt").exists()
+
+    dlwp("train", epochs, "ckpt_path=last", runs=cut)
+    resumed = run_dirs(cut)[-1]
+    assert record(resumed)["resumed_from"] == str(killed / "checkpoints" / "last.ckpt")
+    (uninterrupted,) = run_dirs(whole)
+    assert metric_rows(resumed) == metric_rows(uninterrupted), "history after resume differs"
+    assert record(resumed)["metrics"]["final"] == {
+        k: v for k, v in record(uninterrupted)["metrics"]["final"].items()
+    } | {"time/epoch_s": record(resumed)["metrics"]["final"]["time/epoch_s"]}
+    assert (killed / "run.json").exists() and (killed / "checkpoints" / "last.ckpt").exists(), "nothing lost"
+
+
+def test_resume_from_missing_checkpoint_fails_clearly(tmp_path):
+    proc = dlwp("train", "ckpt_path=last", runs=tmp_path, check=False)
+    assert proc.returncode == 2
+    assert "no run of task 'digits_dense'" in proc.stderr and "Traceback" not in proc.stderr
