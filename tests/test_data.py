@@ -38,7 +38,7 @@ def test_unshuffled_batches_are_in_order():
 def test_batch_transform_runs_on_whole_batches():
     idx = torch.tensor([[1, 3], [0, 2]])
     loader = TensorBatches((idx, torch.zeros(2)), 2, transform=lambda b: (b[0] * 10, b[1]))
-    (bx, _), = list(loader)
+    ((bx, _),) = list(loader)
     assert bx.tolist() == [[10, 30], [0, 20]]
 
 
@@ -100,7 +100,7 @@ def test_mnist_is_read_as_the_book_does(mnist_data_dir):
     dm.setup()
     x, y = dm.splits["train"]
     assert dm.sizes() == {"train": 60000, "test": 10000}
-    assert x.shape == (60000, 784) and x.dtype == torch.float32 and 0 <= x.min() and x.max() == 1.0
+    assert x.shape == (60000, 784) and x.dtype == torch.float32 and x.min() >= 0 and x.max() == 1.0
     assert torch.bincount(y).tolist()[:3] == [5923, 6742, 5958]  # MANIFEST.md class counts
 
 
