@@ -70,7 +70,8 @@ def test_test_split_as_validation():
 
 
 def test_missing_mnist_says_how_to_provide_it(tmp_path):
-    with pytest.raises(DataMissingError, match=r"(?s)does not exist.*mkdir -p .*cp .*mnist.npz"):
+    ways = r"(?s)does not exist.*dlwp data fetch mnist.*DLWP_DATA_MIRROR.*dvc pull"
+    with pytest.raises(DataMissingError, match=ways):
         MNISTDataModule(path=str(tmp_path / "mnist" / "mnist.npz")).setup()
 
 

@@ -17,6 +17,8 @@ commands:
                             dlwp train --cfg job                            (print the config)
   eval ckpt_path=PATH     evaluate a checkpoint (or a run directory) on its task's test split
   tasks                   list the book tasks with their section, dataset and book result
+  data list|status|fetch  the book's datasets: registry, what is on disk, verified download
+                            dlwp data fetch mnist --mirror ../shared/datasets
 
 Runs are written to runs/<task>/<timestamp>/ (run.json, config.yaml, metrics.csv, checkpoints/).
 `dlwp train --help` shows Hydra's help, with every config group and option.
@@ -39,6 +41,10 @@ def main(argv: list[str] | None = None) -> int:
 
         print_tasks()
         return 0
+    if command == "data":
+        from dlwp.data.cli import main as data_main
+
+        return data_main(rest)
     if command in ("train", "eval"):
         return _run_hydra(command, rest)
     print(f"dlwp: unknown command {command!r}\n\n{USAGE}", file=sys.stderr, end="")

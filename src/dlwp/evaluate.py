@@ -9,8 +9,8 @@ from typing import Any
 from omegaconf import DictConfig
 
 from dlwp import checkpoints
-from dlwp.record import RunRecord, file_identities, sha256_file
-from dlwp.train import output_dir
+from dlwp.record import RunRecord, sha256_file
+from dlwp.train import data_record, output_dir
 
 
 def load_model(ckpt_path: Path, paths: dict[str, Any], data_overrides: dict[str, Any] | None = None,
@@ -50,13 +50,13 @@ def evaluate(eval_cfg: DictConfig) -> dict[str, Any]:
     run_dir = output_dir(eval_cfg)
     record = RunRecord(run_dir, "eval", Path(eval_cfg.paths.root))
     try:
-        datamodule.setup("test")
         record.update(
             task=cfg.task.name,
             checkpoint={"path": str(path), "sha256": sha256_file(path)},
-            data={"module": cfg.data._target_, "files": file_identities(datamodule.files()),
-                  "sizes": datamodule.sizes()},
-        )  # fmt: skip
+            data=data_record(cfg, datamodule),
+        )
+        datamodule.setup("test")
+        record.data["data"]["sizes"] = datamodule.sizes()
         trainer = build_trainer(cfg, run_dir, callbacks=[], loggers=[])
         results = trainer.test(module, datamodule=datamodule, verbose=False)[0]
         record.update(metrics={"final": {k: round(float(v), 7) for k, v in results.items()}})

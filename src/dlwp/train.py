@@ -9,7 +9,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from dlwp import checkpoints
-from dlwp.errors import ConfigError
+from dlwp.errors import ConfigError, DataMissingError
 from dlwp.paths import claim_dir, discard_if_unused
 from dlwp.record import RunRecord, best_of, device_info, file_identities
 
@@ -68,20 +68,16 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     try:
         L.seed_everything(cfg.seed, workers=True, verbose=False)
         datamodule, module = build(cfg)
+        record.update(data=data_record(cfg, datamodule))
+        _check_pinned(cfg, record.data["data"]["version"])  # before reading any data
         datamodule.setup("fit")  # a missing or corrupt dataset fails here, before any Lightning set-up
+        record.data["data"]["sizes"] = datamodule.sizes()
         _check_monitor(cfg, datamodule)
         ckpt_path = None
         if cfg.ckpt_path is not None:
             ckpt_path = checkpoints.resolve(cfg.ckpt_path, Path(cfg.paths.runs_dir), cfg.task.name, prefer="last")
             checkpoints.check_task(checkpoints.load(ckpt_path), ckpt_path, cfg.task.name)
-        record.update(
-            resumed_from=str(ckpt_path) if ckpt_path else None,
-            data={
-                "module": cfg.data._target_,
-                "files": file_identities(datamodule.files()),
-                "sizes": datamodule.sizes(),
-            },
-        )
+        record.update(resumed_from=str(ckpt_path) if ckpt_path else None)
         module.run_config = to_plain(cfg, resolve=False)
         history = EpochHistory(run_dir / "metrics.csv", on_epoch=lambda row: record.update(epochs_done=row["epoch"]))
         trainer = build_trainer(cfg, run_dir, build_callbacks(cfg, run_dir, history), build_loggers(cfg, run_dir))
@@ -105,6 +101,36 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if rank_zero:
         print(summary(cfg, record.data), file=sys.stderr)
     return record.data
+
+
+def data_record(cfg: DictConfig, datamodule) -> dict[str, Any]:
+    """What data a run read: module, source, each file's sha256, split sizes, the DVC version."""
+    from dlwp.data.version import data_version
+
+    files = datamodule.data_files()
+    data_dir = Path(cfg.paths.data_dir).resolve()
+    under_data_dir = any(data_dir in Path(f).resolve().parents for f in files)
+    version = (
+        data_version(Path(cfg.paths.root), data_dir)
+        if under_data_dir
+        else {"tracked": False, "in_sync": None, "reason": "the files read are not under paths.data_dir"}
+    )
+    return {
+        "module": cfg.data._target_,
+        "source": datamodule.source,
+        "files": file_identities(files),
+        "version": version,
+    }
+
+
+def _check_pinned(cfg: DictConfig, version: dict[str, Any]) -> None:
+    from dlwp.data.version import describe
+
+    if cfg.require_pinned_data and version.get("in_sync") is not True:
+        raise DataMissingError(
+            f"require_pinned_data=true but {describe(version)}. Restore the pinned data with "
+            "`dvc checkout` (or `dvc pull`), or run with require_pinned_data=false."
+        )
 
 
 def _check_monitor(cfg: DictConfig, datamodule) -> None:

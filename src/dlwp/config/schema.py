@@ -162,6 +162,8 @@ class TrainConfig:
     """Resume: a checkpoint file, a run directory, or `last` (newest `last.ckpt` of this task)."""
     test: bool = True
     """Evaluate the final model on the test split after training."""
+    require_pinned_data: bool = False
+    """Refuse to train unless `data/` matches the version `data.dvc` pins (reproduction runs)."""
 
 
 @dataclass

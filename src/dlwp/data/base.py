@@ -15,9 +15,24 @@ import numpy as np
 import torch
 
 from dlwp.data.batches import TensorBatches
-from dlwp.errors import ConfigError
+from dlwp.errors import ConfigError, DataMissingError
 
 Split = tuple[torch.Tensor, torch.Tensor]
+
+
+def require_file(path: Path | str, dataset: str) -> Path:
+    """`path` if it is a file; otherwise a `DataMissingError` listing every way to get it."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    raise DataMissingError(
+        f"{dataset}: {path} does not exist. Get it in one of these ways:\n"
+        f"  dlwp data fetch {dataset}                           # download (needs network), verify, store\n"
+        f"  DLWP_DATA_MIRROR=/path/to/mirror dlwp data fetch {dataset}   # copy from an offline mirror\n"
+        f"  dvc pull                                       # the pinned data version, from the DVC remote\n"
+        f"or point paths.data_dir at a folder that already holds {dataset}/ "
+        f"(`dlwp data status` shows what is where)."
+    )
 
 
 class InMemoryDataModule(L.LightningDataModule):
@@ -32,6 +47,9 @@ class InMemoryDataModule(L.LightningDataModule):
         subset: keep only this many training samples and this many test samples (seeded,
             stratified by class); for smoke tests. None keeps everything.
         subset_seed: seed of that subset; fixed so that runs with different seeds share it.
+        source: `real` (the dataset's files) or `synthetic`: generated tensors with the real
+            format and a learnable signal, for tests on machines without the data. Only ever
+            used when asked for; never a silent stand-in for missing files.
         seed: seed of the per-epoch shuffle; the run's `seed` is passed in here.
     """
 
@@ -43,6 +61,7 @@ class InMemoryDataModule(L.LightningDataModule):
         val_from: Literal["head", "tail", "test"] = "tail",
         subset: int | None = None,
         subset_seed: int = 0,
+        source: Literal["real", "synthetic"] = "real",
         seed: int = 0,
     ) -> None:
         super().__init__()
@@ -50,7 +69,9 @@ class InMemoryDataModule(L.LightningDataModule):
             raise ConfigError(f"data.val_from must be head, tail or test, got {val_from!r}")
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.val_size, self.val_from = val_size, val_from
-        self.subset, self.subset_seed, self.seed = subset, subset_seed, seed
+        if source not in ("real", "synthetic"):
+            raise ConfigError(f"data.source must be real or synthetic, got {source!r}")
+        self.subset, self.subset_seed, self.source, self.seed = subset, subset_seed, source, seed
         self.splits: dict[str, Split] = {}
 
     # -- what a dataset implements -------------------------------------------------------------
@@ -62,11 +83,19 @@ class InMemoryDataModule(L.LightningDataModule):
         """The files `load` reads; their sha256 goes into the run record."""
         raise NotImplementedError
 
+    def synthetic(self) -> dict[str, Split]:
+        """Like `load`, but generated: same shapes, dtypes and label range, a learnable signal."""
+        raise NotImplementedError(f"{type(self).__name__} has no synthetic source")
+
+    def data_files(self) -> list[Path]:
+        """The files this run reads (none for synthetic data)."""
+        return [] if self.source == "synthetic" else self.files()
+
     # -- shared mechanics ----------------------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
             return
-        splits = self.load()
+        splits = self.synthetic() if self.source == "synthetic" else self.load()
         train, test = splits["train"], splits["test"]
         if self.subset is not None:
             train = _subset(train, self.subset, self.subset_seed)

@@ -9,7 +9,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from dlwp.data.base import InMemoryDataModule, Split
+from dlwp.data.base import InMemoryDataModule, Split, require_file
 from dlwp.errors import DataMissingError
 
 EXPECTED = {"x_train": (60000, 28, 28), "y_train": (60000,), "x_test": (10000, 28, 28), "y_test": (10000,)}
@@ -44,16 +44,23 @@ class MNISTDataModule(InMemoryDataModule):
             "test": split(arrays["x_test"], arrays["y_test"]),
         }
 
+    def synthetic(self) -> dict[str, Split]:
+        """60,000/10,000 28x28 "digits": each class a fixed random stroke pattern plus noise."""
+        gen = torch.Generator().manual_seed(1234)
+        prototypes = (torch.rand(10, 28, 28, generator=gen) > 0.8).float()
+
+        def split(n: int) -> Split:
+            y = torch.randint(0, 10, (n,), generator=gen)
+            x = (0.7 * prototypes[y] + 0.3 * torch.rand(n, 28, 28, generator=gen)).clamp(0, 1)
+            x = (x * 255).round() / 255  # the real data's uint8 grid
+            return x.reshape(-1, 784) if self.layout == "flat" else x.reshape(-1, 1, 28, 28), y
+
+        return {"train": split(60000), "test": split(10000)}
+
 
 def read_npz(path: Path, expected: dict[str, tuple[int, ...]], dataset: str) -> dict[str, np.ndarray]:
     """Read an npz and check its keys and shapes, with errors that say how to get a good copy."""
-    if not path.is_file():
-        raise DataMissingError(
-            f"{dataset}: {path} does not exist. Put the Keras-format file there, e.g.\n"
-            f"  mkdir -p {path.parent} && cp /path/to/{path.name} {path}\n"
-            f"(a local mirror such as ../shared/datasets/{dataset}/{path.name} works), "
-            f"or set paths.data_dir to the folder that holds {dataset}/{path.name}."
-        )
+    require_file(path, dataset)
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {key: npz[key] for key in expected}

@@ -1,0 +1,60 @@
+"""Which version of `data/` a run used: the DVC pin (`data.dvc`) and whether the workspace matches it.
+
+`data/` is the DVC-tracked dataset root and `data.dvc` at the project root pins its content
+hash. Every run records that hash and whether the files it read matched it; a run started with
+`require_pinned_data=true` refuses to train on anything else.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+# DVC's analytics spawn a daemon per command and phone home; never here.
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+
+
+def _read_dvc_file(path: Path) -> dict[str, Any]:
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(OmegaConf.load(path))  # a .dvc file is plain YAML
+
+
+def data_version(root: Path, data_dir: Path) -> dict[str, Any]:
+    """`{"tracked", "dvc_file", "md5", "nfiles", "size", "in_sync", "changes"}` for `data_dir`.
+
+    `in_sync` is True/False when `data_dir` is the output `data.dvc` pins, None when it is not
+    tracked (no `data.dvc`, or the run reads data from elsewhere).
+    """
+    dvc_file = root / "data.dvc"
+    info: dict[str, Any] = {"tracked": False, "dvc_file": None, "md5": None, "in_sync": None}
+    if not dvc_file.is_file():
+        info["reason"] = f"no {dvc_file.name} in {root}"
+        return info
+    outs = (_read_dvc_file(dvc_file).get("outs") or [{}])[0]
+    info.update(dvc_file=str(dvc_file), md5=outs.get("md5"), nfiles=outs.get("nfiles"), size=outs.get("size"))
+    if (root / outs.get("path", "data")).resolve() != Path(data_dir).resolve():
+        info["reason"] = f"the run reads {data_dir}, which {dvc_file.name} does not track"
+        return info
+    info["tracked"] = True
+    try:
+        from dvc.repo import Repo
+
+        with Repo(str(root)) as repo:
+            changes = repo.status(targets=[str(dvc_file)])
+    except Exception as err:  # a broken DVC set-up must not hide the run; it is recorded instead
+        info["reason"] = f"dvc status failed: {type(err).__name__}: {err}"
+        return info
+    info["in_sync"] = not changes
+    if changes:
+        info["changes"] = changes
+    return info
+
+
+def describe(info: dict[str, Any]) -> str:
+    if info["in_sync"] is True:
+        return f"data/ matches data.dvc (md5 {info['md5']})"
+    if info["in_sync"] is False:
+        return f"data/ does NOT match data.dvc (pinned md5 {info['md5']}): {info.get('changes')}"
+    return f"data version unknown: {info.get('reason', 'not tracked')}"
