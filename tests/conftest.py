@@ -23,9 +23,9 @@ def dlwp(*args: str, runs: Path | None = None, timeout: float = 600, env: dict |
         cmd += ["trainer.enable_progress_bar=false"]
         if runs is not None:
             cmd += [f"paths.runs_dir={runs}"]
-    proc = subprocess.run(
-        cmd, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}, cwd=ROOT
-    )
+    full_env = {**os.environ, **(env or {})}
+    full_env = {k: v for k, v in full_env.items() if v is not None}  # env={"X": None} unsets X
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=full_env, cwd=ROOT)
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} exited {proc.returncode}\n--- stderr ---\n{proc.stderr[-4000:]}")
     return proc
@@ -42,9 +42,9 @@ def record(run_dir: Path) -> dict:
 
 def metric_rows(run_dir: Path) -> list[dict[str, float]]:
     """metrics.csv without the wall-clock column, which legitimately differs between runs."""
-    from dlwp.callbacks.history import read_csv
+    from dlwp.record import read_metrics_csv
 
-    return [{k: v for k, v in row.items() if k != "time/epoch_s"} for row in read_csv(run_dir / "metrics.csv")]
+    return [{k: v for k, v in row.items() if k != "time/epoch_s"} for row in read_metrics_csv(run_dir / "metrics.csv")]
 
 
 @pytest.fixture(scope="session")

@@ -17,6 +17,7 @@ commands:
                             dlwp train --cfg job                            (print the config)
   eval ckpt_path=PATH     evaluate a checkpoint (or a run directory) on its task's test split
   tasks                   list the book tasks with their section, dataset and book result
+  report PATH             book-style figures + summary.md for a run or a sweep directory
   data list|status|fetch  the book's datasets: registry, what is on disk, verified download
                             dlwp data fetch mnist --mirror ../shared/datasets
 
@@ -41,6 +42,10 @@ def main(argv: list[str] | None = None) -> int:
 
         print_tasks()
         return 0
+    if command == "report":
+        from dlwp.report import main as report_main
+
+        return report_main(rest)
     if command == "data":
         from dlwp.data.cli import main as data_main
 
@@ -63,21 +68,31 @@ def _run_hydra(command: str, overrides: list[str]) -> int:
     register_resolvers()
     original_argv = list(sys.argv)
 
-    def task_function(cfg) -> None:
+    def task_function(cfg) -> float | None:
         # Restore the real command line: DDP launchers re-run sys.argv in each worker process.
         sys.argv = original_argv
+        from hydra.core.hydra_config import HydraConfig
+
+        in_sweep = HydraConfig.get().mode.name == "MULTIRUN"
         try:
             if command == "train":
-                from dlwp.train import train
+                from dlwp.train import objective, train
 
-                train(cfg)
-            else:
-                from dlwp.evaluate import evaluate
+                return objective(cfg, train(cfg))
+            from dlwp.evaluate import evaluate
 
-                evaluate(cfg)
+            evaluate(cfg)
+            return None
         except DlwpError as err:
             print(f"dlwp {command}: error: {err}", file=sys.stderr)
+            if in_sweep:  # one bad job must not end the sweep; its run.json records the failure
+                return float("nan")
             raise SystemExit(2) from None
+        except Exception as err:
+            if not in_sweep:
+                raise
+            print(f"dlwp {command}: job failed: {type(err).__name__}: {err}", file=sys.stderr)
+            return float("nan")
 
     sys.argv = [f"dlwp {command}", *overrides]
     entry = hydra.main(config_path=str(conf_dir()), config_name=command, version_base="1.3")(task_function)

@@ -118,6 +118,26 @@ def write_json_atomic(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
+def write_metrics_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    """One row per epoch; columns in first-seen order; atomic (a reader never sees half a file)."""
+    import csv
+
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
+
+
+def read_metrics_csv(path: Path) -> list[dict[str, float]]:
+    import csv
+
+    with open(path, newline="") as f:
+        return [{k: float(v) for k, v in row.items() if k and v not in ("", None)} for row in csv.DictReader(f)]
+
+
 LOWER_IS_BETTER = ("loss", "mae", "mse", "rmse", "error")
 
 

@@ -11,7 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 from dlwp import checkpoints
 from dlwp.errors import ConfigError, DataMissingError
 from dlwp.paths import claim_dir, discard_if_unused
-from dlwp.record import RunRecord, best_of, device_info, file_identities
+from dlwp.record import RunRecord, best_of, device_info, file_identities, redact_argv
 
 
 def output_dir(cfg: DictConfig) -> Path:
@@ -21,6 +21,15 @@ def output_dir(cfg: DictConfig) -> Path:
     if HydraConfig.initialized():
         return Path(HydraConfig.get().runtime.output_dir)
     return claim_dir(Path(cfg.paths.runs_dir) / cfg.task.name)
+
+
+def job_overrides() -> list[str]:
+    """This job's own command-line overrides (for a sweep job: the ones the sweeper chose)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return []
+    return [o for o in HydraConfig.get().overrides.task if not o.startswith(("paths.", "trainer.enable_progress"))]
 
 
 def is_rank_zero() -> bool:
@@ -64,7 +73,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     record = RunRecord(run_dir, "train", Path(cfg.paths.root), enabled=rank_zero)
     if rank_zero:
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    record.update(task=cfg.task.name, section=cfg.task.section, seed=cfg.seed, config_file="config.yaml")
+    record.update(
+        task=cfg.task.name, section=cfg.task.section, seed=cfg.seed, config_file="config.yaml",
+        overrides=redact_argv(job_overrides()),
+    )  # fmt: skip
+    wandb_logger = None
     try:
         L.seed_everything(cfg.seed, workers=True, verbose=False)
         datamodule, module = build(cfg)
@@ -80,7 +93,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         record.update(resumed_from=str(ckpt_path) if ckpt_path else None)
         module.run_config = to_plain(cfg, resolve=False)
         history = EpochHistory(run_dir / "metrics.csv", on_epoch=lambda row: record.update(epochs_done=row["epoch"]))
-        trainer = build_trainer(cfg, run_dir, build_callbacks(cfg, run_dir, history), build_loggers(cfg, run_dir))
+        loggers, wandb_logger, wandb_info = build_loggers(cfg, run_dir, to_plain(cfg, resolve=True))
+        if wandb_info:
+            record.update(wandb=wandb_info)
+        trainer = build_trainer(cfg, run_dir, build_callbacks(cfg, run_dir, history), loggers)
         record.update(
             device=device_info(trainer.strategy.root_device.type)
             | {"devices": trainer.num_devices, "precision": str(trainer.precision)}
@@ -98,9 +114,22 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     except BaseException as err:
         record.finish("interrupted" if isinstance(err, (KeyboardInterrupt, SystemExit)) else "failed", err)
         raise
+    finally:
+        if wandb_logger is not None:  # also after a failure: close the W&B run, keep what it has
+            from dlwp.logger.wandb import finish_wandb
+
+            record.update(wandb=record.data["wandb"] | finish_wandb(wandb_logger, record.data, run_dir, cfg))
     if rank_zero:
         print(summary(cfg, record.data), file=sys.stderr)
     return record.data
+
+
+def objective(cfg: DictConfig, data: dict[str, Any]) -> float:
+    """The number a sweep optimises: the best value of `task.monitor` over the run's epochs."""
+    metrics = data.get("metrics", {})
+    best = metrics.get("best", {}).get(cfg.task.monitor)
+    value = best["value"] if best else metrics.get("final", {}).get(cfg.task.monitor)
+    return float("nan") if value is None else float(value)
 
 
 def data_record(cfg: DictConfig, datamodule) -> dict[str, Any]:

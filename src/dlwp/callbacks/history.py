@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import csv
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 from lightning.pytorch.callbacks import Callback
+
+from dlwp.record import write_metrics_csv
 
 
 class EpochHistory(Callback):
@@ -38,7 +38,7 @@ class EpochHistory(Callback):
         row["time/epoch_s"] = round(time.perf_counter() - self._t0, 4)
         self.rows = [r for r in self.rows if r["epoch"] < row["epoch"]] + [row]
         if trainer.is_global_zero:
-            write_csv(self.path, self.rows)
+            write_metrics_csv(self.path, self.rows)
         if self.on_epoch is not None:
             self.on_epoch(row)
 
@@ -47,18 +47,3 @@ class EpochHistory(Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.rows = list(state_dict.get("rows", []))
-
-
-def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    columns = list(dict.fromkeys(k for row in rows for k in row))
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
-
-
-def read_csv(path: Path) -> list[dict[str, float]]:
-    with open(path, newline="") as f:
-        return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(f)]

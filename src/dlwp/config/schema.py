@@ -129,12 +129,36 @@ class CallbacksConfig:
 
 
 @dataclass
+class WandbConfig:
+    """Weights & Biases: offline by default (no account, no network); `wandb sync` uploads later."""
+
+    enabled: bool = False
+    mode: str = "offline"
+    """offline | online | disabled. online without an API key falls back to offline."""
+    project: str = "dlwp"
+    entity: str | None = None
+    group: str | None = None
+    """Default: the sweep's directory name in a multirun (one group per sweep), else the task."""
+    name: str | None = None
+    """Default: the run directory's name."""
+    tags: list[str] = field(default_factory=list)
+    """Added to the automatic tags: task name, book section, `sweep` for multirun jobs."""
+    log_checkpoint: bool = True
+    """Log best.ckpt as a model artifact at the end of the run."""
+    reference_artifact_mb: float = 50.0
+    """Checkpoints larger than this are logged by reference (a file:// URI), not uploaded."""
+    init_timeout: float = 20.0
+    """Seconds to wait for the W&B service before giving up on W&B (the run goes on without it)."""
+
+
+@dataclass
 class LoggerConfig:
     """External experiment trackers; the run record's own `metrics.csv` is always written."""
 
     csv: bool = False
     """Lightning's step-level CSVLogger, in `<run>/lightning_logs/`."""
     tensorboard: bool = False
+    wandb: WandbConfig = field(default_factory=WandbConfig)
 
 
 @dataclass

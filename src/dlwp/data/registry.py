@@ -233,8 +233,7 @@ DATASETS: dict[str, Dataset] = {
                     sha256="493af83d231ae196abe78f02271adbd5616f3b37374a5e24d8958aaea5d9e25d",
                     size=401_599,
                     alternative_to="jena_climate/jena_climate_2009_2016.csv.zip",
-                    note="the first 20,002 canonical rows, some columns empty (shared mirror): not the "
-                    "full series",
+                    note="the first 20,002 canonical rows, some columns empty (shared mirror): not the full series",
                 ),
             ),
             licence="Max Planck Institute for Biogeochemistry, free for research",

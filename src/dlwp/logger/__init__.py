@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 
-def build_loggers(cfg, run_dir: Path) -> list:
-    loggers = []
+def build_loggers(cfg, run_dir: Path, run_config: dict[str, Any]) -> tuple[list, Any, dict[str, Any] | None]:
+    """(Lightning loggers, the W&B logger or None, W&B status for the run record or None)."""
+    loggers: list = []
     if cfg.logger.csv:
         from lightning.pytorch.loggers import CSVLogger
 
@@ -15,4 +17,11 @@ def build_loggers(cfg, run_dir: Path) -> list:
         from lightning.pytorch.loggers import TensorBoardLogger
 
         loggers.append(TensorBoardLogger(save_dir=run_dir, name="tensorboard", version=""))
-    return loggers
+    wandb_logger, wandb_info = None, None
+    if cfg.logger.wandb.enabled and cfg.logger.wandb.mode != "disabled":
+        from dlwp.logger.wandb import build_wandb_logger
+
+        wandb_logger, wandb_info = build_wandb_logger(cfg, run_dir, run_config)
+        if wandb_logger is not None:
+            loggers.append(wandb_logger)
+    return loggers, wandb_logger, wandb_info

@@ -1,0 +1,114 @@
+"""Weights & Biases for one run: offline-first, never able to block or break the run.
+
+Everything W&B writes stays inside the run directory (`<run>/wandb/`). Online mode needs an API
+key; without one the run is logged offline instead. If the W&B service cannot be started within
+`init_timeout` seconds (say, a key is set but the server is unreachable), the run goes on
+without W&B and the run record says why.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def _has_api_key() -> bool:
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    netrc = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
+    return netrc.is_file() and "api.wandb.ai" in netrc.read_text(errors="ignore")
+
+
+def _group_and_tags(cfg, run_dir: Path) -> tuple[str, list[str]]:
+    from hydra.core.hydra_config import HydraConfig
+
+    tags = [cfg.task.name, f"book-{cfg.task.section}", *cfg.logger.wandb.tags]
+    group = cfg.logger.wandb.group
+    if HydraConfig.initialized() and HydraConfig.get().mode.name == "MULTIRUN":
+        tags.append("sweep")
+        group = group or f"sweep-{Path(HydraConfig.get().sweep.dir).name}"
+    return group or cfg.task.name, tags
+
+
+def build_wandb_logger(cfg, run_dir: Path, run_config: dict[str, Any]):
+    """A started Lightning `WandbLogger`, or (None, reason) when W&B is off or cannot start."""
+    wb = cfg.logger.wandb
+    mode = wb.mode
+    if mode == "online" and not _has_api_key():
+        log.warning("logger.wandb.mode=online but no W&B API key: logging offline (`wandb sync` later)")
+        mode = "offline"
+    for key, value in (("WANDB_SILENT", "true"), ("WANDB_CONSOLE", "off"), ("WANDB_DIR", str(run_dir))):
+        os.environ.setdefault(key, value)
+    os.environ["WANDB_DIR"] = str(run_dir)  # this run's, also in multirun jobs
+    try:
+        import wandb
+        from lightning.pytorch.loggers import WandbLogger
+
+        group, tags = _group_and_tags(cfg, run_dir)
+        logger = WandbLogger(
+            project=wb.project,
+            entity=wb.entity,
+            name=wb.name or run_dir.name,
+            group=group,
+            tags=tags,
+            save_dir=str(run_dir),
+            mode=mode,
+            config=run_config,
+            settings=wandb.Settings(init_timeout=wb.init_timeout, console="off", silent=True),
+        )
+        logger.experiment  # start now: a failure shows up here, not in the middle of training  # noqa: B018
+    except Exception as err:  # W&B must never cost the run; the record keeps the reason
+        reason = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+        log.warning("W&B could not start (%s); the run continues without it", reason)
+        return None, {"status": "failed", "error": reason, "mode": mode}
+    run = logger.experiment
+    return logger, {"status": "running", "mode": mode, "id": run.id, "dir": str(Path(run.dir).parent)}
+
+
+def finish_wandb(logger, record: dict[str, Any], run_dir: Path, cfg) -> dict[str, Any]:
+    """Summary metrics, the best checkpoint as an artifact, images; then close the W&B run."""
+    import wandb
+
+    info: dict[str, Any] = {}
+    try:
+        run = logger.experiment
+        metrics = record.get("metrics", {})
+        run.summary.update({k: v for k, v in metrics.get("final", {}).items() if "/" in k})
+        run.summary.update({f"{k}_best": v["value"] for k, v in metrics.get("best", {}).items()})
+        run.config.update({"record": _record_summary(record)}, allow_val_change=True)
+        best = run_dir / "checkpoints" / "best.ckpt"
+        if cfg.logger.wandb.log_checkpoint and best.is_file():
+            artifact = wandb.Artifact(f"{cfg.task.name}-{run.id}", type="model", metadata=_record_summary(record))
+            if best.stat().st_size > cfg.logger.wandb.reference_artifact_mb * 2**20:
+                artifact.add_reference(best.resolve().as_uri(), name="best.ckpt")
+                info["artifact"] = "reference"
+            else:
+                artifact.add_file(str(best), name="best.ckpt")
+                info["artifact"] = "file"
+            run.log_artifact(artifact, aliases=["best"])
+        images = sorted((run_dir / "images").glob("*.png")) if (run_dir / "images").is_dir() else []
+        if images:
+            run.log({f"images/{p.stem}": wandb.Image(str(p)) for p in images})
+        info["status"] = "finished"
+    except Exception as err:
+        info = {"status": "failed", "error": f"{type(err).__name__}: {err}"}
+    finally:
+        wandb.finish(exit_code=0 if record.get("status") in (None, "running", "completed") else 1)
+    return info
+
+
+def _record_summary(record: dict[str, Any]) -> dict[str, Any]:
+    data = record.get("data", {})
+    return {
+        "git_commit": record.get("git", {}).get("commit"),
+        "git_dirty": record.get("git", {}).get("dirty"),
+        "data_version": (data.get("version") or {}).get("md5"),
+        "data_in_sync": (data.get("version") or {}).get("in_sync"),
+        "data_files": {Path(f["path"]).name: f["sha256"] for f in data.get("files", [])},
+        "seed": record.get("seed"),
+        "run_dir": record.get("run_dir"),
+    }

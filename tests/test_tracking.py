@@ -1,0 +1,81 @@
+"""Tracking and sweeps through the real CLI: W&B offline, Optuna studies on disk, sweep summaries."""
+
+from __future__ import annotations
+
+import csv
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import dlwp, record, run_dirs
+from wandb_records import summarize
+
+QUIET_WANDB = {"WANDB_API_KEY": None, "WANDB_MODE": None, "WANDB_BASE_URL": None}  # no account, no network
+
+
+def wandb_log(run_dir: Path) -> Path:
+    (log,) = run_dir.glob("wandb/offline-run-*/run-*.wandb")
+    return log
+
+
+def test_wandb_offline_run_logs_config_metrics_checkpoint(tmp_path):
+    dlwp("train", "logger=wandb", "trainer.max_epochs=3", runs=tmp_path, env=QUIET_WANDB)
+    (run_dir,) = run_dirs(tmp_path)
+    rec = record(run_dir)
+    assert rec["wandb"]["mode"] == "offline" and rec["wandb"]["status"] == "finished"
+    logged = summarize(wandb_log(run_dir))
+    assert logged["run"]["group"] == "digits_dense" and "book-2.1" in logged["run"]["tags"]
+    assert logged["config"]["task"]["name"] == "digits_dense"
+    assert logged["config"]["record"]["git_commit"] == rec["git"]["commit"]
+    epochs = [h for h in logged["history"] if "val/loss" in h]
+    assert len(epochs) == 3, "one history row of validation metrics per epoch"
+    assert logged["summary"]["test/acc"] == pytest.approx(rec["metrics"]["final"]["test/acc"], abs=1e-6)
+    assert "model" in logged["artifacts"] and logged["exit"] == 0
+    assert (run_dir / "metrics.csv").exists(), "the local CSV record stays on alongside W&B"
+
+
+def test_wandb_unreachable_server_does_not_block_or_break_the_run(tmp_path):
+    t0 = time.time()
+    dlwp("train", "logger=wandb", "logger.wandb.mode=online", "logger.wandb.init_timeout=8", "trainer.max_epochs=2",
+         runs=tmp_path, env={"WANDB_API_KEY": "x" * 40, "WANDB_BASE_URL": "http://127.0.0.1:9"})  # fmt: skip
+    (run_dir,) = run_dirs(tmp_path)
+    rec = record(run_dir)
+    assert rec["status"] == "completed" and rec["wandb"]["status"] == "failed"
+    assert (run_dir / "metrics.csv").exists() and (run_dir / "checkpoints" / "best.ckpt").exists()
+    assert time.time() - t0 < 120
+
+
+def test_multirun_with_wandb_is_one_group_with_one_finished_run_per_job(tmp_path):
+    dlwp("train", "-m", "logger=wandb", "seed=0,1", "trainer.max_epochs=2", runs=tmp_path, env=QUIET_WANDB)
+    (sweep,) = (tmp_path / "multirun").iterdir()
+    logs = [summarize(wandb_log(sweep / job)) for job in ("0", "1")]
+    assert {log["run"]["group"] for log in logs} == {f"sweep-{sweep.name}"}
+    assert all(log["exit"] == 0 and "sweep" in log["run"]["tags"] for log in logs)
+    assert [log["config"]["seed"] for log in logs] == [0, 1]
+    rows = list(csv.DictReader((sweep / "summary.csv").read_text().splitlines()))
+    assert [r["job"] for r in rows] == ["0", "1"] and all(r["status"] == "completed" for r in rows)
+    assert all(Path(r["best_checkpoint"]).is_file() and float(r["test/acc"]) > 0.5 for r in rows)
+
+
+def test_optuna_sweep_persists_resumes_and_survives_a_failed_trial(tmp_path):
+    space = ["hydra/sweeper=optuna", "hydra.sweeper.seed=0", "trainer.max_epochs=2",
+             "task.optimizer.lr=tag(log, interval(1e-4, 1e-2))"]  # fmt: skip
+    dlwp("train", "-m", *space, "hydra.sweeper.n_trials=3", runs=tmp_path)
+    (sweep,) = (tmp_path / "multirun").iterdir()
+    assert (sweep / "optuna.db").is_file()
+    assert yaml.safe_load((sweep / "optuna_results.yaml").read_text())["trials"] == 3
+    # resume the same study for 2 more trials; the second invocation's jobs get new directories
+    dlwp("train", "-m", *space, "hydra.sweeper.n_trials=2", f"hydra.sweep.dir={sweep}", runs=tmp_path)
+    results = yaml.safe_load((sweep / "optuna_results.yaml").read_text())
+    assert results["trials"] == 5 and results["complete"] == 5
+    assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0", "1", "2", "3", "4"]
+    assert results["best_value"] == min(record(sweep / j)["metrics"]["best"]["val/loss"]["value"] for j in "01234")
+    # a trial that fails (here: an impossible validation split) is recorded as failed; the sweep goes on
+    dlwp("train", "-m", *space, "hydra.sweeper.n_trials=1", f"hydra.sweep.dir={sweep}", "data.val_size=100000",
+         runs=tmp_path)  # fmt: skip
+    results = yaml.safe_load((sweep / "optuna_results.yaml").read_text())
+    assert results["trials"] == 6 and results["complete"] == 5
+    rows = {r["job"]: r for r in csv.DictReader((sweep / "summary.csv").read_text().splitlines())}
+    assert rows["5"]["status"] == "failed" and len(rows) == 6
