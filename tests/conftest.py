@@ -17,9 +17,9 @@ MIRROR = Path(os.environ.get("DLWP_DATA_MIRROR", ROOT.parent / "shared" / "datas
 
 def dlwp(*args: str, runs: Path | None = None, timeout: float = 600, env: dict | None = None,
          check: bool = True) -> subprocess.CompletedProcess:  # fmt: skip
-    """Run `dlwp ARGS` as users do; train/eval runs go to `runs` and show no progress bar."""
+    """Run `dlwp ARGS` as users do; train/eval/ensemble runs go to `runs`, without progress bars."""
     cmd = [sys.executable, "-m", "dlwp.cli", *args]
-    if args and args[0] in ("train", "eval"):
+    if args and args[0] in ("train", "eval", "ensemble"):
         cmd += ["trainer.enable_progress_bar=false"]
         if runs is not None:
             cmd += [f"paths.runs_dir={runs}"]

@@ -79,3 +79,51 @@ def test_optuna_sweep_persists_resumes_and_survives_a_failed_trial(tmp_path):
     assert results["trials"] == 6 and results["complete"] == 5
     rows = {r["job"]: r for r in csv.DictReader((sweep / "summary.csv").read_text().splitlines())}
     assert rows["5"]["status"] == "failed" and len(rows) == 6
+
+    # the sweep's 2 best checkpoints as an ensemble, then a report of the sweep
+    dlwp("ensemble", f"sweep={sweep}", "top_k=2", runs=tmp_path)
+    (ens_dir,) = (tmp_path / "ensemble").iterdir()
+    ens = record(ens_dir)
+    best_two = sorted((r for r in rows.values() if r["status"] == "completed"), key=lambda r: float(r["objective"]))[:2]
+    assert [m["checkpoint"] for m in ens["members"]] == [r["best_checkpoint"] for r in best_two]
+    assert ens["status"] == "completed" and 0.3 < ens["metrics"]["final"]["test/acc"] <= 1.0
+    dlwp("report", str(sweep))
+    assert (sweep / "report" / "summary.md").is_file() and (sweep / "report" / "loss.png").is_file()
+
+
+@pytest.fixture(scope="module")
+def three_seeds(tmp_path_factory) -> Path:
+    runs = tmp_path_factory.mktemp("runs")
+    dlwp("train", "-m", "seed=0,1,2", "trainer.max_epochs=5", runs=runs)
+    (sweep,) = (runs / "multirun").iterdir()
+    return sweep
+
+
+def test_ensemble_of_identical_checkpoints_equals_the_single_model(three_seeds, tmp_path):
+    job = three_seeds / "0"
+    dlwp("ensemble", f"ckpt_paths=[{job},{job}]", runs=tmp_path)
+    dlwp("eval", f"ckpt_path={job}", runs=tmp_path)
+    (ens_dir,), (eval_dir,) = (tmp_path / "ensemble").iterdir(), (tmp_path / "eval").iterdir()
+    ens, single = record(ens_dir)["metrics"]["final"], record(eval_dir)["metrics"]["final"]
+    assert ens["test/acc"] == pytest.approx(single["test/acc"], abs=1e-7)
+    assert ens["test/loss"] == pytest.approx(single["test/loss"], rel=1e-4)
+
+
+def test_weighted_ensemble_of_three_seeds_reports_every_member(three_seeds, tmp_path):
+    jobs = [three_seeds / j for j in "012"]
+    dlwp("ensemble", f"ckpt_paths=[{','.join(map(str, jobs))}]", "weights=[2,1,1]", runs=tmp_path)
+    (ens_dir,) = (tmp_path / "ensemble").iterdir()
+    ens = record(ens_dir)
+    assert [m["weight"] for m in ens["members"]] == [0.5, 0.25, 0.25]
+    member_accs = [m["test/acc"] for m in ens["members"]]
+    assert len(set(member_accs)) > 1, "differently seeded members differ"
+    assert ens["metrics"]["final"]["test/acc"] >= min(member_accs)
+
+
+def test_ensemble_refuses_checkpoints_of_another_task(three_seeds, tmp_path):
+    dlwp("train", "task=mnist_dense", "data.source=synthetic", "data.subset=300", "trainer.max_epochs=1",
+         runs=tmp_path)  # fmt: skip
+    (other,) = run_dirs(tmp_path, "mnist_dense")
+    proc = dlwp("ensemble", f"ckpt_paths=[{three_seeds / '0'},{other}]", runs=tmp_path, check=False)
+    assert proc.returncode == 2 and "checkpoint of task 'mnist_dense', not 'digits_dense'" in proc.stderr
+    assert "Traceback" not in proc.stderr

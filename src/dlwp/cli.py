@@ -17,6 +17,8 @@ commands:
                             dlwp train --cfg job                            (print the config)
   eval ckpt_path=PATH     evaluate a checkpoint (or a run directory) on its task's test split
   tasks                   list the book tasks with their section, dataset and book result
+  ensemble ckpt_paths=[..] | sweep=DIR top_k=K
+                          average saved checkpoints of one task (book 7.3), evaluate on test
   report PATH             book-style figures + summary.md for a run or a sweep directory
   data list|status|fetch  the book's datasets: registry, what is on disk, verified download
                             dlwp data fetch mnist --mirror ../shared/datasets
@@ -50,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         from dlwp.data.cli import main as data_main
 
         return data_main(rest)
-    if command in ("train", "eval"):
+    if command in ("train", "eval", "ensemble"):
         return _run_hydra(command, rest)
     print(f"dlwp: unknown command {command!r}\n\n{USAGE}", file=sys.stderr, end="")
     return 2
@@ -79,6 +81,11 @@ def _run_hydra(command: str, overrides: list[str]) -> int:
                 from dlwp.train import objective, train
 
                 return objective(cfg, train(cfg))
+            if command == "ensemble":
+                from dlwp.ensemble import ensemble
+
+                ensemble(cfg)
+                return None
             from dlwp.evaluate import evaluate
 
             evaluate(cfg)

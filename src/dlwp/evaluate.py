@@ -47,7 +47,7 @@ def evaluate(eval_cfg: DictConfig) -> dict[str, Any]:
         data_overrides=to_plain(eval_cfg.data, resolve=True),
         trainer=to_plain(eval_cfg.trainer, resolve=True),
     )
-    run_dir = output_dir(eval_cfg)
+    run_dir = output_dir(eval_cfg, kind="eval")
     record = RunRecord(run_dir, "eval", Path(eval_cfg.paths.root))
     try:
         record.update(

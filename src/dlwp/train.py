@@ -14,13 +14,14 @@ from dlwp.paths import claim_dir, discard_if_unused
 from dlwp.record import RunRecord, best_of, device_info, file_identities, redact_argv
 
 
-def output_dir(cfg: DictConfig) -> Path:
-    """The run directory Hydra claimed (see `conf/hydra/default.yaml`), or a new one."""
+def output_dir(cfg: DictConfig, kind: str | None = None) -> Path:
+    """The run directory Hydra claimed (see `conf/hydra/default.yaml`), or a new one under
+    `runs/<kind or task>/` when called outside Hydra (from Python)."""
     from hydra.core.hydra_config import HydraConfig
 
     if HydraConfig.initialized():
         return Path(HydraConfig.get().runtime.output_dir)
-    return claim_dir(Path(cfg.paths.runs_dir) / cfg.task.name)
+    return claim_dir(Path(cfg.paths.runs_dir) / (kind or cfg.task.name))
 
 
 def job_overrides() -> list[str]:

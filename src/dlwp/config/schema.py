@@ -200,6 +200,22 @@ class EvalConfig:
     """Overrides for the checkpoint's data config (e.g. `+data.subset=500`)."""
 
 
+@dataclass
+class EnsembleConfig:
+    ckpt_paths: list[str] = field(default_factory=list)
+    """Checkpoint files or run directories (their best.ckpt) to combine."""
+    sweep: str | None = None
+    """Or: a sweep directory; its jobs are ranked by their best `task.monitor`."""
+    top_k: int | None = None
+    """With `sweep`: how many of the best jobs to combine (default: all completed)."""
+    weights: list[float] | None = None
+    """Weighted averaging (book 7.3: 0.5a + 0.25b + ...); normalised; default: plain mean."""
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    data: dict[str, Any] = field(default_factory=dict)
+    """Overrides for the members' data config (e.g. `+data.subset=500`)."""
+
+
 def register() -> None:
     """Store the schemas so `conf/train.yaml` and `conf/eval.yaml` can name them in their defaults."""
     from hydra.core.config_store import ConfigStore
@@ -207,3 +223,4 @@ def register() -> None:
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
     cs.store(name="eval_schema", node=EvalConfig)
+    cs.store(name="ensemble_schema", node=EnsembleConfig)

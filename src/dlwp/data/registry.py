@@ -119,6 +119,7 @@ DATASETS: dict[str, Dataset] = {
                 FileSpec(
                     "imdb/imdb.npz",
                     urls=(f"{KERAS}/imdb.npz", "https://s3.amazonaws.com/text-datasets/imdb.npz"),
+                    sha256="69664113be75683a8fe16e3ed0ab59fda8886cb3cd7ada244f7d9544e4676b9f",  # Keras file_hash
                     size=17_464_789,
                     required=False,
                     note="Keras' pre-tokenised file; used instead of the raw reviews when present",
@@ -136,6 +137,7 @@ DATASETS: dict[str, Dataset] = {
                 FileSpec(
                     "reuters/reuters.npz",
                     urls=(f"{KERAS}/reuters.npz", "https://s3.amazonaws.com/text-datasets/reuters.npz"),
+                    sha256="d6586e694ee56d7a4e65172e12b3e987c03096cb01eab99753921ef915959916",  # Keras file_hash
                     size=2_110_848,
                     variants=(
                         Variant(
