@@ -77,6 +77,10 @@ def _run_hydra(command: str, overrides: list[str]) -> int:
 
         in_sweep = HydraConfig.get().mode.name == "MULTIRUN"
         try:
+            if command == "train" and cfg.kfold.k > 0:
+                from dlwp.kfold import run_kfold
+
+                return run_kfold(cfg)
             if command == "train":
                 from dlwp.train import objective, train
 

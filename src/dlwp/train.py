@@ -9,6 +9,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from dlwp import checkpoints
+from dlwp.baselines import baselines
 from dlwp.errors import ConfigError, DataMissingError
 from dlwp.paths import claim_dir, discard_if_unused
 from dlwp.record import RunRecord, best_of, device_info, file_identities, redact_argv
@@ -86,6 +87,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         _check_pinned(cfg, record.data["data"]["version"])  # before reading any data
         datamodule.setup("fit")  # a missing or corrupt dataset fails here, before any Lightning set-up
         record.data["data"]["sizes"] = datamodule.sizes()
+        record.update(baselines=baselines(cfg.task.problem.value, datamodule.splits["train"][1],
+                                          datamodule.splits["test"][1]))  # fmt: skip
         _check_monitor(cfg, datamodule)
         ckpt_path = None
         if cfg.ckpt_path is not None:
@@ -185,5 +188,7 @@ def summary(cfg: DictConfig, data: dict[str, Any]) -> str:
         ref = cfg.task.reference.get(key)
         ref_text = f"   (book: {ref:.4f})" if ref is not None else ""
         lines.append(f"  {key:<12} {final[key]:.4f}{ref_text}")
+    if data.get("baselines"):
+        lines.append("  baselines:    " + ", ".join(f"{k} {v:.4f}" for k, v in data["baselines"].items()))
     lines.append(f"  run: {data['run_dir']}")
     return "\n".join(lines)

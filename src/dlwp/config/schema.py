@@ -170,6 +170,17 @@ class PathsConfig:
 
 
 @dataclass
+class KFoldConfig:
+    """K-fold validation for any in-memory task (book 3.7), run by `dlwp.kfold`."""
+
+    k: int = 0
+    """Folds; 0 runs the task once, as usual."""
+    final: list[str] = field(default_factory=list)
+    """Overrides for the final model trained on all training data after the K folds and tested,
+    e.g. ["trainer.max_epochs=80", "data.batch_size=16"]; empty: no final model."""
+
+
+@dataclass
 class TrainConfig:
     task: TaskConfig = field(default_factory=TaskConfig)
     data: Any = MISSING
@@ -188,6 +199,7 @@ class TrainConfig:
     """Evaluate the final model on the test split after training."""
     require_pinned_data: bool = False
     """Refuse to train unless `data/` matches the version `data.dvc` pins (reproduction runs)."""
+    kfold: KFoldConfig = field(default_factory=KFoldConfig)
 
 
 @dataclass

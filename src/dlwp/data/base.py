@@ -47,6 +47,10 @@ class InMemoryDataModule(L.LightningDataModule):
         subset: keep only this many training samples and this many test samples (seeded,
             stratified by class); for smoke tests. None keeps everything.
         subset_seed: seed of that subset; fixed so that runs with different seeds share it.
+        num_folds: K of K-fold validation (book 3.7); 0 disables it. With K > 0 the training set is
+            cut into K contiguous folds (the last one takes any remainder) and fold `fold` is the
+            validation set; the others are trained on. See `dlwp.kfold`.
+        fold: which fold validates, 0 <= fold < num_folds.
         source: `real` (the dataset's files) or `synthetic`: generated tensors with the real
             format and a learnable signal, for tests on machines without the data. Only ever
             used when asked for; never a silent stand-in for missing files.
@@ -61,6 +65,8 @@ class InMemoryDataModule(L.LightningDataModule):
         val_from: Literal["head", "tail", "test"] = "tail",
         subset: int | None = None,
         subset_seed: int = 0,
+        num_folds: int = 0,
+        fold: int = 0,
         source: Literal["real", "synthetic"] = "real",
         seed: int = 0,
     ) -> None:
@@ -71,7 +77,12 @@ class InMemoryDataModule(L.LightningDataModule):
         self.val_size, self.val_from = val_size, val_from
         if source not in ("real", "synthetic"):
             raise ConfigError(f"data.source must be real or synthetic, got {source!r}")
+        if num_folds and not 0 <= fold < num_folds:
+            raise ConfigError(f"data.fold={fold} must be in [0, data.num_folds={num_folds})")
+        if num_folds and (val_size or val_from == "test"):
+            raise ConfigError("data.num_folds > 0 picks the validation fold itself: set data.val_size=0, val_from=tail")
         self.subset, self.subset_seed, self.source, self.seed = subset, subset_seed, source, seed
+        self.num_folds, self.fold = num_folds, fold
         self.splits: dict[str, Split] = {}
 
     # -- what a dataset implements -------------------------------------------------------------
@@ -100,7 +111,9 @@ class InMemoryDataModule(L.LightningDataModule):
         if self.subset is not None:
             train = _subset(train, self.subset, self.subset_seed)
             test = _subset(test, self.subset, self.subset_seed + 1)
-        if self.val_from == "test":
+        if self.num_folds:
+            val, train = kfold_split(train, self.num_folds, self.fold)
+        elif self.val_from == "test":
             val = test
         elif self.val_size > 0:
             n = len(train[0])
@@ -132,6 +145,23 @@ class InMemoryDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> TensorBatches:
         return self._loader("test", train=False)
+
+
+def fold_bounds(n: int, num_folds: int, fold: int) -> tuple[int, int]:
+    """[start, stop) of fold `fold` of `n` samples: the book's `i * (n // k)` slices, the last fold
+    extended to the end so that the folds cover every sample exactly once."""
+    size = n // num_folds
+    if size == 0:
+        raise ConfigError(f"data.num_folds={num_folds} is more than the {n} training samples")
+    return fold * size, n if fold == num_folds - 1 else (fold + 1) * size
+
+
+def kfold_split(train: Split, num_folds: int, fold: int) -> tuple[Split, Split]:
+    """(validation fold, the other folds concatenated in order), as book 3.7 builds them."""
+    start, stop = fold_bounds(len(train[0]), num_folds, fold)
+    val = _take(train, start, stop)
+    rest = tuple(torch.cat([t[:start], t[stop:]]) for t in train)
+    return val, rest
 
 
 def _take(split: Split, start: int, stop: int) -> Split:
