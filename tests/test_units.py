@@ -117,3 +117,18 @@ def test_checkpoints_with_pickled_code_are_refused(tmp_path):
     with pytest.raises(CheckpointError, match="not a readable checkpoint"):
         load(evil)
     assert not marker.exists()
+
+
+def test_reported_loss_includes_the_l2_penalty_as_keras_does():
+    from dlwp.task import build_task
+
+    opt = {"name": "rmsprop", "lr": 1e-3, "rho": 0.9, "eps": 1e-8, "momentum": 0.0, "weight_decay": 0.0,
+           "betas": [0.9, 0.999]}  # fmt: skip
+    torch.manual_seed(0)
+    plain = build_task("binary", DenseNet(5, [4, 4], 1), opt, seed=0, keras_loss=True)
+    regularised = build_task("binary", DenseNet(5, [4, 4], 1, l2=0.001), opt, seed=0, keras_loss=True)
+    regularised.network.load_state_dict(plain.network.state_dict())
+    batch = (torch.randn(8, 5), torch.randint(0, 2, (8,)).float())
+    penalty = regularised.network.regularization_loss()
+    difference = regularised._step("train", batch, 1) - plain._step("train", batch, 1)
+    assert difference.item() == pytest.approx(penalty.item(), rel=1e-5) and penalty.item() > 0

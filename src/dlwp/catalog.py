@@ -17,19 +17,29 @@ class TaskInfo:
     reference: dict[str, float]
 
 
-def list_tasks(root: Path | None = None) -> list[TaskInfo]:
+def _task_node(path: Path):
+    """The file's `task:` node merged over those of the task files it builds on (its plain defaults)."""
     from omegaconf import OmegaConf
 
+    config = OmegaConf.load(path)
+    parents = [d for d in config.get("defaults", []) if isinstance(d, str) and d != "_self_"]
+    merged = OmegaConf.create()
+    for parent in parents:
+        merged = OmegaConf.merge(merged, _task_node(path.parent / f"{parent}.yaml"))
+    return OmegaConf.merge(merged, config.get("task", {}))
+
+
+def list_tasks(root: Path | None = None) -> list[TaskInfo]:
     tasks = []
     for path in sorted((root or conf_dir() / "task").glob("*.yaml")):
-        task = OmegaConf.load(path).get("task", {})
+        task = _task_node(path)
         tasks.append(
             TaskInfo(
                 name=path.stem,
                 section=str(task.get("section", "")),
                 title=str(task.get("title", "")),
                 dataset=str(task.get("dataset", "")),
-                reference=dict(task.get("reference", {}) or {}),
+                reference={k: v for k, v in (task.get("reference") or {}).items() if v is not None},
             )
         )
     return sorted(tasks, key=lambda t: ([int(p) if p.isdigit() else p for p in t.section.split(".")], t.name))

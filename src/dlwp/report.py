@@ -341,6 +341,42 @@ def plot_seed_bands(runs: list[Run], out: Path, title_suffix: str = "") -> list[
     return paths
 
 
+def baseline_task(runs: list[Run], wanted: str | None) -> str | None:
+    """The task every other task is compared with: `--baseline`, or the one task named *_original."""
+    names = {run.record.get("task") or run.task.get("name") for run in runs}
+    if wanted:
+        return wanted if wanted in names else None
+    originals = [n for n in names if n and n.endswith("_original")]
+    return originals[0] if len(names) > 1 and len(originals) == 1 else None
+
+
+def plot_against_baseline(runs: list[Run], baseline: str, out: Path, metric: str = "loss") -> list[Path]:
+    """Book 4.4's figures: validation `metric` per epoch, each variant against the baseline task
+    (crosses: baseline, dots: variant); several seeds of a task are averaged."""
+    by_task: dict[str, list[Run]] = {}
+    for run in runs:
+        by_task.setdefault(run.record.get("task") or run.task.get("name"), []).append(run)
+    key = f"val/{metric}"
+    base_epochs, base_mean, _, base_n = band(by_task[baseline], key)
+    paths = []
+    for task, group in sorted(by_task.items()):
+        epochs, mean, _, n = band(group, key)
+        if task == baseline or not epochs or not base_epochs:
+            continue
+        fig, ax = _axes()
+        ax.plot(
+            base_epochs,
+            base_mean,
+            "b+",
+            markersize=8,
+            label=f"{baseline}" + (f" (mean of {base_n})" if base_n > 1 else ""),
+        )
+        ax.plot(epochs, mean, "bo", markersize=4, label=f"{task}" + (f" (mean of {n})" if n > 1 else ""))
+        paths.append(_save(fig, ax, f"Validation {metric_name(metric)}: {task} vs {baseline}", metric,
+                           out / f"vs_{baseline}_{task}.png"))  # fmt: skip
+    return paths
+
+
 def _sweep_families(runs: list[Run]) -> list[str]:
     names = {m for run in runs for m in families(run.history or [])}
     return sorted(names, key=lambda n: (n != "loss", n))
@@ -490,7 +526,7 @@ def _seed_table(runs: list[Run]) -> list[str]:
 # --------------------------------------------------------------------------------------------- entry
 
 
-def report(path: Path, out: Path | None = None) -> Path:
+def report(path: Path, out: Path | None = None, baseline: str | None = None) -> Path:
     """Write the figures and `summary.md` of a run or sweep directory into `out`; returns summary.md's path."""
     if not path.exists():
         raise ReportError(f"{path}: no such directory")
@@ -504,7 +540,7 @@ def report(path: Path, out: Path | None = None) -> Path:
         raise ReportError(
             f"{path}: not a run directory (no run.json) nor a sweep directory (no */run.json one level down)"
         )
-    return _report_sweep(path, jobs, out)
+    return _report_sweep(path, jobs, out, baseline)
 
 
 def _report_run(path: Path, out: Path) -> Path:
@@ -520,7 +556,7 @@ def _report_run(path: Path, out: Path) -> Path:
     return summary
 
 
-def _report_sweep(path: Path, jobs: list[Path], out: Path) -> Path:
+def _report_sweep(path: Path, jobs: list[Path], out: Path, baseline: str | None = None) -> Path:
     runs = [load_run(job) for job in jobs]
     plotted = [run for run in runs if run.plottable]
     differing = differing_keys(runs)
@@ -536,6 +572,9 @@ def _report_sweep(path: Path, jobs: list[Path], out: Path) -> Path:
             figures = plot_seed_bands(plotted, out, suffix)
         else:
             figures = plot_overlay(plotted, labels, out, suffix)
+        versus = baseline_task(plotted, baseline)
+        if versus:
+            figures += plot_against_baseline(plotted, versus, out)
     else:
         print(f"{PROG}: warning: no completed job with metrics in {path}: summary only", file=sys.stderr)
     summary = out / "summary.md"
@@ -554,6 +593,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("path", metavar="PATH", type=Path, help="a run directory (run.json) or a sweep directory")
     parser.add_argument("--out", metavar="DIR", type=Path, default=None, help="where to write (default: PATH/report/)")
+    parser.add_argument(
+        "--baseline", metavar="TASK", default=None,
+        help="sweep over tasks: also plot each task's validation loss against this one (default: the *_original task)",
+    )  # fmt: skip
     return parser
 
 
@@ -564,7 +607,7 @@ def main(argv: list[str]) -> int:
     except SystemExit as stop:  # --help, or argparse's own usage error (already printed)
         return stop.code if isinstance(stop.code, int) else 2
     try:
-        summary = report(args.path, args.out)
+        summary = report(args.path, args.out, args.baseline)
     except ReportError as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 2

@@ -74,3 +74,18 @@ class SweepSummary(Callback):
         failed = [r["job"] for r in rows if r["status"] != "completed"]
         print(f"dlwp: sweep summary of {len(rows)} jobs in {sweep_dir / 'summary.md'}"
               + (f"; failed jobs: {', '.join(failed)}" if failed else ""))  # fmt: skip
+        if self.report and rows:
+            self._report(sweep_dir)
+
+    def __init__(self, report: bool = True) -> None:
+        self.report = report
+
+    @staticmethod
+    def _report(sweep_dir: Path) -> None:
+        """The sweep's figures (`dlwp report`), so a sweep ends with its curves; never fails the sweep."""
+        from dlwp.report import ReportError, report
+
+        try:
+            print(f"dlwp: sweep figures in {report(sweep_dir).parent}")
+        except (ReportError, OSError, ValueError) as err:
+            print(f"dlwp: no sweep figures: {err}")

@@ -70,8 +70,9 @@ class TaskConfig:
     monitor_mode: Mode = Mode.min
     keras_loss: bool = True
     """Clip probabilities to [1e-7, 1 - 1e-7] inside the loss, as Keras 2.0.8 does."""
-    reference: dict[str, float] = field(default_factory=dict)
-    """The result the book's notebook printed, under our metric names (e.g. `test/acc`)."""
+    reference: dict[str, float | None] = field(default_factory=dict)
+    """The result the book's notebook printed, under our metric names (e.g. `test/acc`); a task
+    built on another one sets an inherited key to null to drop it."""
     reference_source: str = ""
     """Where `reference` comes from (notebook cell), so it can be checked."""
 

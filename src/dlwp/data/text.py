@@ -9,7 +9,6 @@ indices (`index_sets`) and `multi_hot` expands whole batches as they are served.
 
 from __future__ import annotations
 
-import hashlib
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ import torch
 
 from dlwp.data.base import InMemoryDataModule
 from dlwp.errors import ConfigError, DataMissingError
+from dlwp.record import sha256_file
 
 FILTERS = '!"#$%&()*+,-./:;<=>?@[\\]^_`{|}~\t\n'
 """Keras' default `filters`: each becomes a space. The apostrophe is not one ("isn't" stays a word)."""
@@ -304,14 +304,6 @@ def synthetic_documents(
     words[np.concatenate(([0], np.cumsum(lengths)[:-1]))] = 1
     offsets = np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)
     return Ragged(words.astype(np.int64), offsets)
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def load_object_npz(path: Path, dataset: str, keys: Sequence[str], allow_unverified: bool) -> dict[str, np.ndarray]:
