@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 USAGE = """\
@@ -76,6 +77,9 @@ def _run_hydra(command: str, overrides: list[str]) -> int:
         from hydra.core.hydra_config import HydraConfig
 
         in_sweep = HydraConfig.get().mode.name == "MULTIRUN"
+        distributed_job = in_sweep and command == "train" and _spawns_processes(cfg.trainer)
+        if distributed_job:
+            saved_env = _as_single_run(original_argv, command)
         try:
             if command == "train" and cfg.kfold.k > 0:
                 from dlwp.kfold import run_kfold
@@ -104,6 +108,9 @@ def _run_hydra(command: str, overrides: list[str]) -> int:
                 raise
             print(f"dlwp {command}: job failed: {type(err).__name__}: {err}", file=sys.stderr)
             return float("nan")
+        finally:
+            if distributed_job:
+                _end_distributed_job(saved_env)
 
     sys.argv = [f"dlwp {command}", *overrides]
     entry = hydra.main(config_path=str(conf_dir()), config_name=command, version_base="1.3")(task_function)
@@ -112,6 +119,84 @@ def _run_hydra(command: str, overrides: list[str]) -> int:
     finally:
         sys.argv = original_argv
     return 0
+
+
+# -- Hydra multirun + DDP -------------------------------------------------------------------------
+# Lightning starts ranks 1..N-1 of a one-machine DDP run by re-running `sys.argv` with
+# `hydra.run.dir=<HydraConfig.run.dir>` appended (lightning/fabric/strategies/launchers/
+# subprocess_script.py). In a multirun job `sys.argv` is the whole sweep, so each worker would run
+# the sweep again (with Optuna: other parameters) in other directories. Before such a job trains,
+# `sys.argv` becomes the single run this job is, and `hydra.run.dir` this job's directory.
+
+_DIST_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
+_HYDRA_FLAGS_WITH_VALUE = ("-cd", "--config-dir", "-cp", "--config-path", "-cn", "--config-name")
+
+
+def _spawns_processes(trainer_cfg) -> bool:
+    """Whether this trainer config may run several processes (several devices or nodes)."""
+    from omegaconf import OmegaConf
+
+    if int(trainer_cfg.get("num_nodes") or 1) > 1:
+        return True
+    devices = trainer_cfg.get("devices", 1)
+    if OmegaConf.is_config(devices):
+        devices = OmegaConf.to_container(devices)
+    if isinstance(devices, str):
+        devices = devices.strip()
+        if devices in ("auto", "-1"):
+            return True
+        parts = [d for d in devices.split(",") if d.strip()]
+        return len(parts) > 1 if "," in devices else int(devices) > 1
+    if isinstance(devices, int):
+        return devices > 1 or devices == -1
+    return len(devices) > 1
+
+
+def _as_single_run(original_argv: list[str], command: str) -> dict[str, str | None]:
+    """Make Lightning's worker command the single run of this sweep job, in this job's directory.
+
+    The job's own overrides (`hydra.overrides.task`: for a sweep job the values the sweeper chose,
+    never `-m` or sweep syntax) replace the command line; Hydra's own flags that select the config
+    (`--config-dir` ...) are kept. Returns the distributed environment variables to restore after
+    the job (Lightning sets them in this process for the job's workers).
+    """
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict, read_write
+
+    flags, args = [], iter(original_argv[2:])
+    for arg in args:
+        if arg in _HYDRA_FLAGS_WITH_VALUE:
+            flags += [arg, next(args, "")]
+        elif arg.startswith(tuple(f"{f}=" for f in _HYDRA_FLAGS_WITH_VALUE)):
+            flags.append(arg)
+    hydra_cfg = HydraConfig.get()
+    sys.argv = [original_argv[0], command, *flags, *hydra_cfg.overrides.task]
+    # Lightning appends hydra.run.dir=<this>; in a multirun job it would otherwise resolve to (and
+    # claim) a new run directory.
+    with read_write(hydra_cfg), open_dict(hydra_cfg):
+        hydra_cfg.run.dir = hydra_cfg.runtime.output_dir
+    return {name: os.environ.get(name) for name in _DIST_ENV}
+
+
+def _end_distributed_job(saved_env: dict[str, str | None]) -> None:
+    """Leave this process ready for the next sweep job's own process group (new port, new ranks)."""
+    import threading
+
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+    for name, value in saved_env.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    # Lightning's watchdog of this job's workers kills this process when a worker has exited with
+    # an error, which would end the whole sweep (a failed job must only fail its trial). The
+    # workers are gone by now (`dlwp.train.join_workers`); stop watching them.
+    for thread in threading.enumerate():
+        if thread.name == "child-process-observer" and hasattr(thread, "_child_processes"):
+            thread._child_processes = []
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from omegaconf import DictConfig
 
 from dlwp import checkpoints
 from dlwp.record import RunRecord, sha256_file
-from dlwp.train import data_record, output_dir
+from dlwp.train import data_record, is_rank_zero, output_dir
 
 
 def load_model(ckpt_path: Path, paths: dict[str, Any], data_overrides: dict[str, Any] | None = None,
@@ -48,7 +48,7 @@ def evaluate(eval_cfg: DictConfig) -> dict[str, Any]:
         trainer=to_plain(eval_cfg.trainer, resolve=True),
     )
     run_dir = output_dir(eval_cfg, kind="eval")
-    record = RunRecord(run_dir, "eval", Path(eval_cfg.paths.root))
+    record = RunRecord(run_dir, "eval", Path(eval_cfg.paths.root), enabled=is_rank_zero())
     try:
         record.update(
             task=cfg.task.name,

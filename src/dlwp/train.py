@@ -40,6 +40,57 @@ def is_rank_zero() -> bool:
     return getattr(rank_zero_only, "rank", 0) == 0
 
 
+def same_config_on_all_ranks(config_yaml: str, run_dir: Path, overrides: list[str]):
+    """A callback that stops a distributed run, before any training step, whose processes were
+    given different configs (say, a launcher started the ranks of a sweep job with different
+    parameters) or different run directories (`torchrun` without `hydra.run.dir`), and logs each
+    rank's overrides (rank N > 0 logs to `<run>/train_ddp_process_N.log`)."""
+    import logging
+
+    from lightning.pytorch.callbacks import Callback
+
+    mine = (config_yaml, str(run_dir))
+
+    class SameConfigOnAllRanks(Callback):
+        checked = False
+
+        def setup(self, trainer, pl_module, stage: str) -> None:
+            if self.checked or trainer.world_size < 2:
+                return
+            self.checked = True
+            reference = tuple(trainer.strategy.broadcast(mine, src=0))
+            same = trainer.strategy.reduce_boolean_decision(reference == mine, all=True)
+            logging.getLogger("dlwp.train").info(
+                "rank %d of %d: overrides %s; config %s rank 0's; run directory %s", trainer.global_rank,
+                trainer.world_size, " ".join(redact_argv(overrides)),
+                "identical to" if reference[0] == mine[0] else "DIFFERENT from", mine[1],
+            )  # fmt: skip
+            if not same:
+                raise ConfigError(
+                    "the processes of this distributed run were given different configs or run "
+                    "directories: every rank must get the same overrides, and a launcher that starts "
+                    "the processes itself (torchrun, srun) needs hydra.run.dir=<one directory> "
+                    "(see docs/SCALING.md)"
+                )
+
+    return SameConfigOnAllRanks()
+
+
+def join_workers(trainer, timeout: float = 120) -> None:
+    """On rank 0 of a DDP run whose other ranks Lightning started on this machine: wait until those
+    processes have exited (killing one that hangs), so that a command, or a sweep job, ends only
+    after all of its processes and the next job never overlaps with them."""
+    import subprocess
+
+    launcher = getattr(getattr(trainer, "strategy", None), "launcher", None)
+    for proc in list(getattr(launcher, "procs", None) or []):
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def quiet_lightning() -> None:
     """Route Lightning's log through the run's handlers (console: warnings; train.log: all)."""
     import logging
@@ -73,13 +124,14 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         raise
     rank_zero = is_rank_zero()
     record = RunRecord(run_dir, "train", Path(cfg.paths.root), enabled=rank_zero)
+    config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
     if rank_zero:
-        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        (run_dir / "config.yaml").write_text(config_yaml)
     record.update(
         task=cfg.task.name, section=cfg.task.section, seed=cfg.seed, config_file="config.yaml",
         overrides=redact_argv(job_overrides()),
     )  # fmt: skip
-    wandb_logger = None
+    wandb_logger, trainer = None, None
     try:
         L.seed_everything(cfg.seed, workers=True, verbose=False)
         datamodule, module = build(cfg)
@@ -97,14 +149,22 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         record.update(resumed_from=str(ckpt_path) if ckpt_path else None)
         module.run_config = to_plain(cfg, resolve=False)
         history = EpochHistory(run_dir / "metrics.csv", on_epoch=lambda row: record.update(epochs_done=row["epoch"]))
-        loggers, wandb_logger, wandb_info = build_loggers(cfg, run_dir, to_plain(cfg, resolve=True))
+        # W&B runs on rank 0 only: on other ranks Lightning hands out a stand-in, not a W&B run.
+        logger_cfg = cfg if rank_zero else OmegaConf.merge(cfg, {"logger": {"wandb": {"enabled": False}}})
+        loggers, wandb_logger, wandb_info = build_loggers(logger_cfg, run_dir, to_plain(cfg, resolve=True))
         if wandb_info:
             record.update(wandb=wandb_info)
-        trainer = build_trainer(cfg, run_dir, build_callbacks(cfg, run_dir, history), loggers)
-        record.update(
-            device=device_info(trainer.strategy.root_device.type)
-            | {"devices": trainer.num_devices, "precision": str(trainer.precision)}
-        )
+        callbacks = build_callbacks(cfg, run_dir, history)
+        callbacks.append(same_config_on_all_ranks(config_yaml, run_dir, job_overrides()))
+        trainer = build_trainer(cfg, run_dir, callbacks, loggers)
+        distribution = {
+            "devices": trainer.num_devices,
+            "precision": str(trainer.precision),
+            "strategy": type(trainer.strategy).__name__,
+            "num_nodes": trainer.num_nodes,
+            "world_size": trainer.world_size,
+        }
+        record.update(device=device_info(trainer.strategy.root_device.type) | distribution)
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
         final = dict(history.rows[-1]) if history.rows else {}
         if cfg.test:
@@ -123,6 +183,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             from dlwp.logger.wandb import finish_wandb
 
             record.update(wandb=record.data["wandb"] | finish_wandb(wandb_logger, record.data, run_dir, cfg))
+        join_workers(trainer)
     if rank_zero:
         print(summary(cfg, record.data), file=sys.stderr)
     return record.data
@@ -185,7 +246,7 @@ def summary(cfg: DictConfig, data: dict[str, Any]) -> str:
     lines = [f"dlwp: {cfg.task.name} (book {cfg.task.section}) finished in {data.get('wall_time_s', 0):.1f} s"]
     shown = [k for k in final if k.startswith("test/")] or [k for k in final if k.startswith(("val/", "train/"))]
     for key in shown:
-        ref = cfg.task.reference.get(key)
+        ref = cfg.task.reference.get(key)  # None: no book number for it
         ref_text = f"   (book: {ref:.4f})" if ref is not None else ""
         lines.append(f"  {key:<12} {final[key]:.4f}{ref_text}")
     if data.get("baselines"):

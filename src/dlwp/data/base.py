@@ -39,7 +39,8 @@ class InMemoryDataModule(L.LightningDataModule):
     """Serves `train`/`val`/`test` tensors as whole-batch slices.
 
     Args:
-        batch_size: training batch size (the book's `batch_size`).
+        batch_size: training batch size (the book's `batch_size`): the global batch, split over
+            the processes of a distributed run (it must be divisible by their number).
         eval_batch_size: batch size for validation and test; it does not change their metrics.
         val_size: training samples held out for validation; 0 means no validation (as book 2.1).
         val_from: take the hold-out from the `head` of the training set (book 3.5, 3.6), its
@@ -133,9 +134,30 @@ class InMemoryDataModule(L.LightningDataModule):
     batch_transform = None
     """Optionally a method applied to each whole batch, for datasets stored in a compact encoding."""
 
+    def ranks(self) -> tuple[int, int]:
+        """(global rank, world size) of this process: from the attached Trainer, else (0, 1)."""
+        trainer = getattr(self, "trainer", None)
+        if trainer is None:
+            return 0, 1
+        return int(trainer.global_rank), int(trainer.world_size)
+
     def _loader(self, split: str, train: bool) -> TensorBatches:
+        """Batches of `split` for this process. `batch_size` and `eval_batch_size` are global: with
+        W processes (DDP) each rank serves its 1/W part of every global batch (see
+        `dlwp.data.batches`), so W processes train on the same batches as one process would and
+        evaluate every sample exactly once."""
         batch_size = self.batch_size if train else self.eval_batch_size
-        return TensorBatches(self.splits[split], batch_size, train, self.seed, self.batch_transform)
+        rank, world_size = self.ranks()
+        if train and batch_size % world_size:
+            raise ConfigError(
+                f"data.batch_size={batch_size} is the global batch; it must be divisible by the "
+                f"{world_size} processes (devices x nodes) so that each gets the same share"
+            )
+        n = len(self.splits[split][0])
+        if 0 < n < world_size:
+            raise ConfigError(f"the {split} split has {n} samples: fewer than the {world_size} processes")
+        return TensorBatches(self.splits[split], batch_size, train, self.seed, self.batch_transform,
+                             rank=rank, world_size=world_size, short_last="drop" if train else "merge")  # fmt: skip
 
     def train_dataloader(self) -> TensorBatches:
         return self._loader("train", train=True)

@@ -4,11 +4,22 @@ A `DataLoader` over a `TensorDataset` indexes one sample at a time and collates 
 Python; for the book's small dense networks that costs more than the forward pass. Here a batch
 is one gather per tensor (`x[idx]`), and the epoch's order is a pure function of `(seed, epoch)`,
 so a run resumed at epoch k sees exactly the batches an uninterrupted run would.
+
+Distributed runs (DDP, FSDP: W processes): `batch_size` stays the global batch, as in the book.
+Every rank computes the same global batches (same `(seed, epoch)` permutation) and takes its own
+part of each one (`torch.tensor_split` into W near-equal contiguous parts), so that W processes
+average their gradients over exactly the samples one process would use in that step. Lightning
+adds no `DistributedSampler` here (this is not a `DataLoader`): there is no padding and no
+duplicated sample. Every rank must run the same number of steps (DDP waits for all ranks at each
+step); the only batch that cannot be split into W non-empty parts is a last one with fewer than W
+samples: a training loader drops it (`short_last="drop"`), an evaluation loader adds it to the
+batch before (`short_last="merge"`) so that every sample is evaluated exactly once.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from typing import Literal
 
 import torch
 
@@ -35,6 +46,10 @@ class TensorBatches:
 
     `transform` runs on the whole batch (e.g. turning word indices into a multi-hot matrix), so a
     dataset can stay compact in memory and still be served without per-sample Python.
+
+    `rank` / `world_size`: this process's part of each global batch of `batch_size` samples (see
+    the module docstring); `short_last` says what a last batch smaller than `world_size` becomes.
+    With `world_size=1` the batches are exactly the single-process ones.
     """
 
     def __init__(
@@ -44,27 +59,58 @@ class TensorBatches:
         shuffle: bool = False,
         seed: int = 0,
         transform: Callable[[tuple[torch.Tensor, ...]], tuple[torch.Tensor, ...]] | None = None,
+        *,
+        rank: int = 0,
+        world_size: int = 1,
+        short_last: Literal["drop", "merge"] = "drop",
     ) -> None:
         sizes = {len(t) for t in tensors}
         if len(sizes) != 1:
             raise ValueError(f"tensors differ in length: {sorted(sizes)}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is not in [0, world_size={world_size})")
+        if short_last not in ("drop", "merge"):
+            raise ValueError(f"short_last must be drop or merge, got {short_last!r}")
         self.tensors = tuple(tensors)
         self.batch_size = batch_size
         self.transform = transform
         self.sampler = EpochOrder(sizes.pop(), shuffle, seed)
         self.batch_sampler = None  # Lightning inspects DataLoader-like attributes
+        self.rank, self.world_size, self.short_last = rank, world_size, short_last
+        if self.sampler.n and self.sampler.n < world_size:
+            raise ValueError(f"{self.sampler.n} samples cannot be split over {world_size} processes")
+
+    def bounds(self) -> list[tuple[int, int]]:
+        """[start, stop) of each global batch in the epoch's order; the same on every rank."""
+        n, size = self.sampler.n, self.batch_size
+        out = [(start, min(start + size, n)) for start in range(0, n, size)]
+        if out and self.world_size > 1 and out[-1][1] - out[-1][0] < self.world_size:
+            if self.short_last == "drop" or len(out) == 1:
+                out.pop()
+            else:
+                out[-2:] = [(out[-2][0], out[-1][1])]
+        return out
+
+    def _part(self, start: int, stop: int) -> tuple[int, int]:
+        """This rank's [start, stop) of a global batch: `torch.tensor_split`'s near-equal parts."""
+        if self.world_size == 1:
+            return start, stop
+        q, r = divmod(stop - start, self.world_size)
+        first = start + self.rank * q + min(self.rank, r)
+        return first, first + q + (self.rank < r)
 
     def __len__(self) -> int:
-        return -(-self.sampler.n // self.batch_size)
+        return len(self.bounds())
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         order = self.sampler.indices()
-        for start in range(0, self.sampler.n, self.batch_size):
+        for start, stop in self.bounds():
+            start, stop = self._part(start, stop)
             if order is None:
-                batch = tuple(t[start : start + self.batch_size] for t in self.tensors)
+                batch = tuple(t[start:stop] for t in self.tensors)
             else:
-                idx = order[start : start + self.batch_size]
+                idx = order[start:stop]
                 batch = tuple(t[idx] for t in self.tensors)
             yield self.transform(batch) if self.transform else batch

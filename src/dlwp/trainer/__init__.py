@@ -31,10 +31,20 @@ def skip_nvml_polling() -> None:
 
 
 def build_trainer(cfg, run_dir: Path, callbacks: list, loggers: list) -> L.Trainer:
+    """The Trainer of `cfg.trainer`; settings this machine cannot run (a GPU preset without a GPU,
+    FSDP on CPU, an unknown precision) are a `ConfigError` naming the trainer settings."""
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    from dlwp.errors import ConfigError
+
     skip_nvml_polling()
-    return L.Trainer(
-        default_root_dir=run_dir,
-        callbacks=callbacks,
-        logger=loggers or False,
-        **trainer_kwargs(cfg.trainer),
-    )
+    kwargs = trainer_kwargs(cfg.trainer)
+    try:
+        return L.Trainer(default_root_dir=run_dir, callbacks=callbacks, logger=loggers or False, **kwargs)
+    except (MisconfigurationException, ValueError) as err:
+        keys = ("accelerator", "strategy", "devices", "num_nodes", "precision")
+        chosen = ", ".join(f"{k}={kwargs.get(k)}" for k in keys)
+        raise ConfigError(
+            f"this trainer cannot run here: {err}\n  trainer: {chosen}\n"
+            "  presets: trainer=cpu | gpu | ddp | ddp_cpu | fsdp (docs/SCALING.md)"
+        ) from err
