@@ -102,7 +102,8 @@ def jobs(sweep: Path) -> list[Path]:
 
 def run_spec(spec: Spec, seeds: int, runs: Path, data_dir: Path) -> Path:
     cmd = ["dlwp", "train", "-m", *spec.args, f"seed={','.join(map(str, range(seeds)))}",
-           f"paths.data_dir={data_dir}", f"paths.runs_dir={runs / spec.name}", "trainer.enable_progress_bar=false"]  # fmt: skip
+           f"paths.data_dir={data_dir}", f"paths.runs_dir={runs / spec.name}",
+           "trainer.enable_progress_bar=false"]  # fmt: skip
     print("$", " ".join(cmd), flush=True)
     t0 = time.time()
     subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -149,10 +150,12 @@ def section(spec: Spec, sweep: Path, seeds_arg: str) -> list[str]:
                 verdict = f"{target[0]} {target[1]}: **{'met' if ok else 'MISSED'}**"
                 verdicts.append(ok)
             book_text = "–" if book is None else (str(int(book)) if key.startswith("best_epoch") else f"{book:.4f}")
-            lines.append(f"| {task} | {key} | {book_text} | {fmt(values, key)} | {len(values)} | {verdict} | {wall:.0f} s |")
+            lines.append(
+                f"| {task} | {key} | {book_text} | {fmt(values, key)} | {len(values)} | {verdict} | {wall:.0f} s |"
+            )
     if spec.name == "ch4_study":
         lines += ["", *ch4_orderings(by_task)]
-    return lines + [""]
+    return [*lines, ""]
 
 
 def ch4_orderings(by_task: dict[str, list[tuple[Path, dict]]]) -> list[str]:
@@ -217,7 +220,8 @@ def main() -> int:
 
     import torch
 
-    machine = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
+    cpu = platform.processor() or platform.machine()
+    machine = f"{cpu}, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
     write_results(sections, args.out, machine)
     print(f"wrote {args.out}")
     return 0

@@ -164,7 +164,7 @@ def test_bad_options_fail_at_construction():
 def nearest_mean_accuracy(dm, num_classes: int) -> float:
     """Class means of the (multi-hot) training batches; test accuracy of the nearest mean."""
     sums, counts = None, torch.zeros(num_classes)
-    for x, y in dm.train_dataloader():
+    for x, y in dm._loader("train", train=True):
         one_hot = torch.nn.functional.one_hot(y.long(), num_classes).float()
         sums = one_hot.T @ x if sums is None else sums + one_hot.T @ x
         counts += one_hot.sum(0)
@@ -186,7 +186,7 @@ def test_synthetic_imdb_format_and_signal():
     assert y.dtype == torch.float32 and y.sum() == 12500 and y_test.sum() == 12500
     real = x[x != PAD]
     assert real.min() == 1 and real.max() <= 9999 and (x == 1).any(1).all()
-    batch_x, batch_y = next(iter(dm.train_dataloader()))
+    batch_x, batch_y = next(iter(dm._loader("train", train=True)))
     assert batch_x.shape == (1000, 10000) and batch_x.dtype == torch.float32 and batch_y.shape == (1000,)
     small = IMDBDataModule(word_index="a", reviews="b", source="synthetic", subset=3000, eval_batch_size=1000)
     small.setup()
@@ -463,7 +463,7 @@ def test_real_imdb_sizes_indices_labels_and_cache(imdb_dir):
     for split in ("train", "test"):
         assert all(torch.equal(a, b) for a, b in zip(dm.splits[split], again.splits[split], strict=True))
 
-    batch_x, _ = next(iter(again.train_dataloader()))
+    batch_x, _ = next(iter(again._loader("train", train=True)))
     assert batch_x.shape == (again.batch_size, 10000) and batch_x.dtype == torch.float32
     assert (batch_x[:, 1] == 1).all() and (batch_x[:, 0] == 0).all() and set(batch_x.unique().tolist()) == {0.0, 1.0}
 

@@ -132,7 +132,7 @@ def test_global_batch_must_divide_over_the_processes():
     from dlwp.data.digits import DigitsDataModule
     from dlwp.errors import ConfigError
 
-    dm = DigitsDataModule(batch_size=128)
+    dm = DigitsDataModule(batch_size=128, batches_per_call=1)
     dm.setup("fit")
     dm.trainer = type("FakeTrainer", (), {"global_rank": 1, "world_size": 3})()
     with pytest.raises(ConfigError, match="divisible by the 3 processes"):

@@ -112,6 +112,25 @@ def file_identities(paths: Iterable[Path]) -> list[dict[str, Any]]:
     return [{"path": str(p), "bytes": p.stat().st_size, "sha256": sha256_file(p)} for p in paths if Path(p).is_file()]
 
 
+def process_age_s() -> float | None:
+    """Seconds since this process started (Linux /proc), e.g. the start-up cost of a run."""
+    try:
+        with open("/proc/self/stat") as f:
+            start_ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return round(uptime - start_ticks / os.sysconf("SC_CLK_TCK"), 2)
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far (Linux reports ru_maxrss in KiB)."""
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
 def write_json_atomic(path: Path, data: Any) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
@@ -184,6 +203,7 @@ class RunRecord:
         self.data["status"] = status
         self.data["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         self.data["wall_time_s"] = round(time.time() - self.started, 3)
+        self.data["peak_rss_mb"] = peak_rss_mb()
         if error is not None:
             self.data["error"] = f"{type(error).__name__}: {error}"
         self.save()

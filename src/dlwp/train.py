@@ -105,7 +105,7 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=r"Total length of `list` across ranks is zero")
 
 
-def train(cfg: DictConfig) -> dict[str, Any]:
+def train(cfg: DictConfig, run_dir: Path | None = None) -> dict[str, Any]:
     """Fit, test, and record; returns the run record. Raises `DlwpError` on bad input."""
     import lightning as L
 
@@ -116,7 +116,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     from dlwp.logger import build_loggers
     from dlwp.trainer import build_trainer
 
-    run_dir = output_dir(cfg)
+    run_dir = run_dir or output_dir(cfg)
     try:
         cfg = validate(cfg)
     except ConfigError:
@@ -148,7 +148,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             checkpoints.check_task(checkpoints.load(ckpt_path), ckpt_path, cfg.task.name)
         record.update(resumed_from=str(ckpt_path) if ckpt_path else None)
         module.run_config = to_plain(cfg, resolve=False)
-        history = EpochHistory(run_dir / "metrics.csv", on_epoch=lambda row: record.update(epochs_done=row["epoch"]))
+        history = EpochHistory(
+            run_dir / "metrics.csv",
+            on_epoch=lambda row: record.update(epochs_done=row["epoch"]),
+            on_start=lambda age: record.update(startup_s=age),
+        )
         # W&B runs on rank 0 only: on other ranks Lightning hands out a stand-in, not a W&B run.
         logger_cfg = cfg if rank_zero else OmegaConf.merge(cfg, {"logger": {"wandb": {"enabled": False}}})
         loggers, wandb_logger, wandb_info = build_loggers(logger_cfg, run_dir, to_plain(cfg, resolve=True))

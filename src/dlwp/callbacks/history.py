@@ -9,7 +9,7 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.callbacks import Callback
 
-from dlwp.record import write_metrics_csv
+from dlwp.record import process_age_s, write_metrics_csv
 
 
 class EpochHistory(Callback):
@@ -20,10 +20,14 @@ class EpochHistory(Callback):
     the run record).
     """
 
-    def __init__(self, path: Path, on_epoch=None) -> None:
-        self.path, self.on_epoch = path, on_epoch
+    def __init__(self, path: Path, on_epoch=None, on_start=None) -> None:
+        self.path, self.on_epoch, self.on_start = path, on_epoch, on_start
         self.rows: list[dict[str, Any]] = []
         self._t0 = 0.0
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.on_start is not None:
+            self.on_start(process_age_s())  # start-up cost: process start -> first training step
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._t0 = time.perf_counter()

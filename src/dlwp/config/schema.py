@@ -51,6 +51,10 @@ class OptimizerConfig:
     """Decoupled from the loss; the book's L2 penalties go in the network and count in the loss."""
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     """Adam only."""
+    clipnorm: float | None = None
+    """Keras' `clipnorm`: rescale the gradients when their global norm exceeds it."""
+    clipvalue: float | None = None
+    """Keras' `clipvalue`: clip each gradient element to [-clipvalue, clipvalue] (book 8.5's GAN)."""
 
 
 @dataclass
@@ -90,8 +94,6 @@ class TrainerConfig:
     precision: str = "32-true"
     deterministic: Any = True
     """True for bit-identical CPU reruns; "warn" to allow non-deterministic GPU kernels."""
-    gradient_clip_val: float | None = None
-    accumulate_grad_batches: int = 1
     limit_train_batches: Any = None
     """None for all batches, a fraction (0.1) or a number of batches (5)."""
     limit_val_batches: Any = None

@@ -14,7 +14,7 @@ import lightning as L
 import numpy as np
 import torch
 
-from dlwp.data.batches import TensorBatches
+from dlwp.data.batches import GroupedBatches, TensorBatches
 from dlwp.errors import ConfigError, DataMissingError
 
 Split = tuple[torch.Tensor, torch.Tensor]
@@ -52,6 +52,10 @@ class InMemoryDataModule(L.LightningDataModule):
             cut into K contiguous folds (the last one takes any remainder) and fold `fold` is the
             validation set; the others are trained on. See `dlwp.kfold`.
         fold: which fold validates, 0 <= fold < num_folds.
+        batches_per_call: training batches handed to the module per Lightning step; it still takes
+            one optimiser step per batch (same batches, same order, same updates), but Lightning's
+            per-step overhead is paid once per group. Larger is faster for small models; the
+            progress bar and `trainer.limit_train_batches` count groups.
         source: `real` (the dataset's files) or `synthetic`: generated tensors with the real
             format and a learnable signal, for tests on machines without the data. Only ever
             used when asked for; never a silent stand-in for missing files.
@@ -68,6 +72,7 @@ class InMemoryDataModule(L.LightningDataModule):
         subset_seed: int = 0,
         num_folds: int = 0,
         fold: int = 0,
+        batches_per_call: int = 8,
         source: Literal["real", "synthetic"] = "real",
         seed: int = 0,
     ) -> None:
@@ -84,6 +89,9 @@ class InMemoryDataModule(L.LightningDataModule):
             raise ConfigError("data.num_folds > 0 picks the validation fold itself: set data.val_size=0, val_from=tail")
         self.subset, self.subset_seed, self.source, self.seed = subset, subset_seed, source, seed
         self.num_folds, self.fold = num_folds, fold
+        if batches_per_call < 1:
+            raise ConfigError(f"data.batches_per_call must be >= 1, got {batches_per_call}")
+        self.batches_per_call = batches_per_call
         self.splits: dict[str, Split] = {}
 
     # -- what a dataset implements -------------------------------------------------------------
@@ -159,8 +167,9 @@ class InMemoryDataModule(L.LightningDataModule):
         return TensorBatches(self.splits[split], batch_size, train, self.seed, self.batch_transform,
                              rank=rank, world_size=world_size, short_last="drop" if train else "merge")  # fmt: skip
 
-    def train_dataloader(self) -> TensorBatches:
-        return self._loader("train", train=True)
+    def train_dataloader(self) -> TensorBatches | GroupedBatches:
+        batches = self._loader("train", train=True)
+        return GroupedBatches(batches, self.batches_per_call) if self.batches_per_call > 1 else batches
 
     def val_dataloader(self) -> TensorBatches | list:
         return self._loader("val", train=False) if "val" in self.splits else []

@@ -15,8 +15,10 @@ STAGES = ("train", "val", "test")
 
 
 def build_optimizer(params, name: str, lr: float, rho: float, eps: float, momentum: float,
-                    weight_decay: float, betas: list[float]) -> torch.optim.Optimizer:  # fmt: skip
-    """The optimiser a task names; RMSprop's `rho` is torch's `alpha`."""
+                    weight_decay: float, betas: list[float], clipnorm: float | None = None,
+                    clipvalue: float | None = None) -> torch.optim.Optimizer:  # fmt: skip
+    """The optimiser a task names; RMSprop's `rho` is torch's `alpha`. (Clipping is applied by
+    `BookTask.training_step`, like Keras' optimizer arguments of the same names.)"""
     if name == "rmsprop":
         return torch.optim.RMSprop(params, lr=lr, alpha=rho, eps=eps, momentum=momentum, weight_decay=weight_decay)
     if name == "adam":
@@ -46,6 +48,11 @@ class BookTask(L.LightningModule):
         super().__init__()
         self.network = network
         self.optimizer_args = dict(optimizer)
+        self.clipnorm, self.clipvalue = (
+            self.optimizer_args.pop("clipnorm", None),
+            self.optimizer_args.pop("clipvalue", None),
+        )
+        self.automatic_optimization = False  # see training_step
         self.seed = seed
         self.keras_loss = keras_loss
         # A network may add a penalty to the loss (Keras' kernel_regularizer) by defining
@@ -104,7 +111,21 @@ class BookTask(L.LightningModule):
         return loss
 
     def training_step(self, batch, batch_idx):
-        return self._step("train", batch, batch_idx)
+        """One optimiser step per batch; `batch` may be a list of batches (`data.batches_per_call`).
+
+        Manual optimisation makes that possible and keeps the step explicit: zero the gradients,
+        backward (Lightning handles precision and DDP), clip as Keras' `clipnorm`/`clipvalue`, step.
+        """
+        optimizer = self.optimizers()
+        for i, one in enumerate(batch if isinstance(batch, list) else [batch]):
+            loss = self._step("train", one, batch_idx + i)
+            optimizer.zero_grad(set_to_none=True)
+            self.manual_backward(loss)
+            if self.clipnorm is not None:
+                self.clip_gradients(optimizer, gradient_clip_val=self.clipnorm, gradient_clip_algorithm="norm")
+            if self.clipvalue is not None:
+                self.clip_gradients(optimizer, gradient_clip_val=self.clipvalue, gradient_clip_algorithm="value")
+            optimizer.step()
 
     def validation_step(self, batch, batch_idx):
         self._step("val", batch, batch_idx)
