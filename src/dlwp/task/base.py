@@ -53,6 +53,7 @@ class BookTask(L.LightningModule):
             self.optimizer_args.pop("clipvalue", None),
         )
         self.automatic_optimization = False  # see training_step
+        self._direct = False
         self.seed = seed
         self.keras_loss = keras_loss
         # A network may add a penalty to the loss (Keras' kernel_regularizer) by defining
@@ -114,11 +115,23 @@ class BookTask(L.LightningModule):
         """One optimiser step per batch; `batch` may be a list of batches (`data.batches_per_call`).
 
         Manual optimisation makes that possible and keeps the step explicit: zero the gradients,
-        backward (Lightning handles precision and DDP), clip as Keras' `clipnorm`/`clipvalue`, step.
+        backward, clip as Keras' `clipnorm`/`clipvalue`, step. On one process without a gradient
+        scaler the step talks to torch directly (`_direct`): Lightning's backward and optimiser
+        wrappers call several callback hooks per step, which cost as much as a whole step of the
+        book's small networks; with DDP or 16-bit AMP Lightning's own path is used.
         """
         optimizer = self.optimizers()
         for i, one in enumerate(batch if isinstance(batch, list) else [batch]):
             loss = self._step("train", one, batch_idx + i)
+            if self._direct:
+                raw = optimizer.optimizer
+                raw.zero_grad(set_to_none=True)
+                loss.backward()
+                self._clip_direct()
+                optimizer._on_before_step()  # Lightning's step counter (trainer.global_step) and profiler
+                raw.step()
+                optimizer._on_after_step()
+                continue
             optimizer.zero_grad(set_to_none=True)
             self.manual_backward(loss)
             if self.clipnorm is not None:
@@ -126,6 +139,16 @@ class BookTask(L.LightningModule):
             if self.clipvalue is not None:
                 self.clip_gradients(optimizer, gradient_clip_val=self.clipvalue, gradient_clip_algorithm="value")
             optimizer.step()
+
+    def _clip_direct(self) -> None:
+        if self.clipnorm is not None:
+            nn.utils.clip_grad_norm_(self.network.parameters(), self.clipnorm)
+        if self.clipvalue is not None:
+            nn.utils.clip_grad_value_(self.network.parameters(), self.clipvalue)
+
+    def on_train_start(self) -> None:
+        precision = str(self.trainer.precision)
+        self._direct = self.trainer.world_size == 1 and precision not in ("16-mixed", "16", "16-true")
 
     def validation_step(self, batch, batch_idx):
         self._step("val", batch, batch_idx)
