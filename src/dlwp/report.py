@@ -533,9 +533,10 @@ def report(path: Path, out: Path | None = None, baseline: str | None = None) -> 
     if not path.is_dir():
         raise ReportError(f"{path}: not a directory (give a run directory or a sweep directory)")
     out = out if out is not None else path / "report"
-    if (path / "run.json").is_file():
-        return _report_run(path, out)
     jobs = find_jobs(path, out)
+    if (path / "run.json").is_file() and not (jobs and not (path / "metrics.csv").exists()):
+        return _report_run(path, out)
+    # a sweep, or a run made of runs (a K-fold run: fold-0/, fold-1/, ..., final/)
     if not jobs:
         raise ReportError(
             f"{path}: not a run directory (no run.json) nor a sweep directory (no */run.json one level down)"
