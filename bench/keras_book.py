@@ -1,0 +1,91 @@
+"""The book's own code (Keras, ported only as far as Keras 3 requires) for the benchmarked tasks.
+
+Runs inside bench/.venv-keras (see bench/keras_setup.sh), on arrays exported by bench/keras_compare.py
+so both frameworks train on the same data. Prints one JSON line per epoch and one with the test result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--task", choices=["mnist_dense", "imdb_dense", "boston_fold"], required=True)
+    parser.add_argument("--arrays", required=True, help="npz exported by keras_compare.py")
+    parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    import keras
+    from keras import layers, models
+
+    d = np.load(args.arrays)
+
+    class EpochTimes(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.t0 = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            row = {"epoch": epoch + 1, "epoch_s": round(time.perf_counter() - self.t0, 4)}
+            row |= {k: float(v) for k, v in (logs or {}).items()}
+            print(json.dumps(row), flush=True)
+
+    if args.task == "mnist_dense":  # book 2.1
+        train_images = d["x_train"].reshape((60000, 28 * 28)).astype("float32") / 255
+        test_images = d["x_test"].reshape((10000, 28 * 28)).astype("float32") / 255
+        train_labels = keras.utils.to_categorical(d["y_train"])
+        test_labels = keras.utils.to_categorical(d["y_test"])
+        network = models.Sequential([keras.Input((28 * 28,)), layers.Dense(512, activation="relu"),
+                                     layers.Dense(10, activation="softmax")])  # fmt: skip
+        network.compile(optimizer="rmsprop", loss="categorical_crossentropy", metrics=["accuracy"])
+        network.fit(train_images, train_labels, epochs=args.epochs or 5, batch_size=128, verbose=0,
+                    callbacks=[EpochTimes()])  # fmt: skip
+        test_loss, test_acc = network.evaluate(test_images, test_labels, verbose=0)
+    elif args.task == "imdb_dense":  # book 3.5 (b)
+
+        def vectorize_sequences(sequences, lengths, dimension=10000):
+            results = np.zeros((len(lengths), dimension), dtype="float32")
+            for i, (row, n) in enumerate(zip(sequences, lengths, strict=True)):
+                results[i, row[:n]] = 1.0
+            return results
+
+        x_train = vectorize_sequences(d["train_seq"], d["train_len"])
+        x_test = vectorize_sequences(d["test_seq"], d["test_len"])
+        y_train, y_test = d["y_train"].astype("float32"), d["y_test"].astype("float32")
+        model = models.Sequential([keras.Input((10000,)), layers.Dense(16, activation="relu"),
+                                   layers.Dense(16, activation="relu"),
+                                   layers.Dense(1, activation="sigmoid")])  # fmt: skip
+        model.compile(optimizer="rmsprop", loss="binary_crossentropy", metrics=["accuracy"])
+        model.fit(x_train, y_train, epochs=args.epochs or 4, batch_size=512, verbose=0, callbacks=[EpochTimes()])
+        test_loss, test_acc = model.evaluate(x_test, y_test, verbose=0)
+    else:  # book 3.7, fold 0 of 4, batch size 1
+        train_data, train_targets = d["x_train"], d["y_train"]
+        mean, std = train_data.mean(axis=0), train_data.std(axis=0)
+        train_data = (train_data - mean) / std
+        num_val = len(train_data) // 4
+        val_data, val_targets = train_data[:num_val], train_targets[:num_val]
+        partial_data, partial_targets = train_data[num_val:], train_targets[num_val:]
+        model = models.Sequential([keras.Input((13,)), layers.Dense(64, activation="relu"),
+                                   layers.Dense(64, activation="relu"), layers.Dense(1)])  # fmt: skip
+        model.compile(optimizer="rmsprop", loss="mse", metrics=["mae"])
+        model.fit(partial_data, partial_targets, validation_data=(val_data, val_targets), epochs=args.epochs or 100,
+                  batch_size=1, verbose=0, callbacks=[EpochTimes()])  # fmt: skip
+        test_loss, test_acc = model.evaluate(val_data, val_targets, verbose=0)
+    print(json.dumps({"test_loss": float(test_loss), "test_metric": float(test_acc),
+                      "keras": keras.__version__, "tensorflow": tf.__version__}))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,130 @@
+"""dlwp vs the book's own framework: the same tasks in Keras 3 + TensorFlow, same data and threads.
+
+    bash bench/keras_setup.sh                       # once: Keras + TensorFlow in bench/.venv-keras
+    python bench/keras_compare.py --data-dir data --epochs 4 [--write docs/PERFORMANCE.md]
+
+Optional: skipped with a message (exit 0) when bench/.venv-keras is absent. The arrays both sides
+train on are exported from dlwp's data modules, so only the framework differs. Median epoch time
+(first epoch not counted) and the test metric of each; one line per figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+KERAS_PY = HERE / ".venv-keras" / "bin" / "python"
+DLWP = {"mnist_dense": ["task=mnist_dense"], "imdb_dense": ["task=imdb_dense"],
+        "boston_fold": ["task=boston_kfold", "kfold.k=0", "data.num_folds=4", "data.fold=0",
+                        "data.batch_size=1"]}  # fmt: skip
+
+
+def export(task: str, data_dir: Path, out: Path) -> Path:
+    """The tensors dlwp trains on, as plain numpy arrays for the Keras side."""
+    path = out / f"{task}.npz"
+    if task == "mnist_dense":
+        with np.load(data_dir / "mnist/mnist.npz") as d:
+            np.savez(path, **{k: d[k] for k in ("x_train", "y_train", "x_test", "y_test")})
+    elif task == "imdb_dense":
+        from dlwp.data.imdb import IMDBDataModule
+
+        dm = IMDBDataModule(word_index=str(data_dir / "imdb/imdb_word_index.json"),
+                            reviews=str(data_dir / "imdb/aclImdb_v1.tar.gz"))  # fmt: skip
+        dm.setup()
+        arrays = {}
+        for split in ("train", "test"):
+            x, y = dm.splits[split]  # padded index rows (-1 = padding)
+            arrays[f"{split}_seq"] = np.where(x.numpy() < 0, 0, x.numpy()).astype(np.int32)
+            arrays[f"{split}_len"] = (x.numpy() >= 0).sum(1)
+            arrays[f"y_{split}"] = y.numpy()
+        np.savez(path, **arrays)
+    else:
+        from dlwp.data.boston import BostonHousingDataModule
+
+        dm = BostonHousingDataModule(path=str(data_dir / "boston_housing/boston_housing.npz"), standardize=False)
+        dm.setup()
+        np.savez(path, x_train=dm.splits["train"][0].numpy(), y_train=dm.splits["train"][1].numpy())
+    return path
+
+
+def keras_run(task: str, arrays: Path, epochs: int) -> tuple[list[float], float]:
+    out = subprocess.run([str(KERAS_PY), str(HERE / "keras_book.py"), "--task", task, "--arrays", str(arrays),
+                          "--epochs", str(epochs)], capture_output=True, text=True, check=True).stdout  # fmt: skip
+    rows = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    return [r["epoch_s"] for r in rows if "epoch_s" in r], rows[-1]["test_metric"]
+
+
+def dlwp_run(task: str, data_dir: Path, epochs: int, runs: Path) -> tuple[list[float], float]:
+    subprocess.run(["dlwp", "train", *DLWP[task], f"trainer.max_epochs={epochs}", f"paths.data_dir={data_dir}",
+                    f"paths.runs_dir={runs}"], capture_output=True, check=True)  # fmt: skip
+    run_dir = max((p for p in runs.glob("*/*") if (p / "run.json").exists()), key=lambda p: p.stat().st_mtime)
+    from dlwp.record import read_metrics_csv
+
+    rows = read_metrics_csv(run_dir / "metrics.csv")
+    final = json.loads((run_dir / "run.json").read_text())["metrics"]["final"]
+    metric = final.get("test/acc", final.get("val/mae"))
+    return [r["time/epoch_s"] for r in rows], metric
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", type=Path, default=Path("data"))
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--reps", type=int, default=2)
+    parser.add_argument("--tasks", nargs="+", default=list(DLWP))
+    parser.add_argument("--write", type=Path, default=None)
+    args = parser.parse_args()
+    if not KERAS_PY.exists():
+        print("keras benchmark skipped: run `bash bench/keras_setup.sh` first (it installs Keras + TensorFlow)")
+        return 0
+    data_dir = args.data_dir.resolve()
+    work = Path(tempfile.mkdtemp(prefix="dlwp-keras-"))
+    rows = []
+    for task in args.tasks:
+        arrays = export(task, data_dir, work)
+        k_times, d_times, k_metric, d_metric = [], [], [], []
+        for rep in range(args.reps):
+            for which in ("keras", "dlwp") if rep % 2 == 0 else ("dlwp", "keras"):
+                if which == "keras":
+                    times, metric = keras_run(task, arrays, args.epochs)
+                    k_times += times[1:]
+                    k_metric.append(metric)
+                else:
+                    times, metric = dlwp_run(task, data_dir, args.epochs, work / "runs")
+                    d_times += times[1:]
+                    d_metric.append(metric)
+                print(f"{task} rep {rep + 1} {which:<5} epochs_s {' '.join(f'{t:.3f}' for t in times)} "
+                      f"metric {metric:.4f}", flush=True)  # fmt: skip
+        k, d = statistics.median(k_times), statistics.median(d_times)
+        name = "val MAE (fold 0)" if task == "boston_fold" else "test acc"
+        rows.append((task, k, d, statistics.mean(k_metric), statistics.mean(d_metric), name))
+        print(f"{task}: keras {k:.3f} s/epoch, dlwp {d:.3f} s/epoch, dlwp speed-up x{k / d:.2f}; {name} keras "
+              f"{statistics.mean(k_metric):.4f}, dlwp {statistics.mean(d_metric):.4f}", flush=True)  # fmt: skip
+    if args.write:
+        probe = "import keras, tensorflow as tf; print(keras.__version__, tf.__version__)"
+        versions = subprocess.run([str(KERAS_PY), "-c", probe], capture_output=True, text=True).stdout.split()
+        lines = [f"Generated by `python bench/keras_compare.py --epochs {args.epochs} --reps {args.reps}` on "
+                 f"{time.strftime('%Y-%m-%d')}: Keras {versions[0]} + TensorFlow {versions[1]} (CPU), 2 threads each; "
+                 f"median epoch time, first epoch of each run not counted; metric = mean over runs.", "",
+                 "| task | Keras (book code) | dlwp | dlwp speed-up | metric: Keras / dlwp |",
+                 "|---|---|---|---|---|"]  # fmt: skip
+        lines += [f"| {t} | {k:.3f} s | {d:.3f} s | **x{k / d:.2f}** | {n}: {km:.4f} / {dm:.4f} |"
+                  for t, k, d, km, dm, n in rows]  # fmt: skip
+        text = args.write.read_text()
+        block = "<!-- keras:begin -->\n" + "\n".join(lines) + "\n<!-- keras:end -->"
+        args.write.write_text(re.sub(r"<!-- keras:begin -->.*<!-- keras:end -->", lambda _: block, text, flags=re.S))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
