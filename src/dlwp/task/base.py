@@ -99,10 +99,9 @@ class BookTask(L.LightningModule):
             loss = loss + self.network.regularization_loss()
         metrics = getattr(self, f"{stage}_metrics")
         with torch.no_grad():
-            metrics["loss"].update(loss, len(y))
             for name, metric in metrics.items():  # metrics read raw outputs (logits): no softmax
-                if name != "loss":
-                    metric.update(outputs.detach(), y)
+                update = getattr(metric, "fast_update", metric.update)  # see LeanMetric
+                update(loss.detach(), len(y)) if name == "loss" else update(outputs.detach(), y)
         if batch_idx == 0:
             # Logging a Metric object registers it: Lightning calls its compute() once at epoch end,
             # over every update of the epoch. Once per epoch is enough, and `self.log` on every

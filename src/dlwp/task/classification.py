@@ -21,10 +21,11 @@ class MulticlassTask(BookTask):
         return {"acc": Accuracy("multiclass")}
 
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        log_probs = F.log_softmax(outputs, dim=-1)
-        if self.keras_loss:
-            log_probs = log_probs.clamp(LOG_EPS, LOG_1M_EPS)
-        return F.nll_loss(log_probs, targets)
+        if not self.keras_loss:
+            return F.cross_entropy(outputs, targets)
+        # Keras: -log(clip(p_y, eps, 1 - eps)) = clamp(-log p_y, -log(1 - eps), -log eps), with no
+        # gradient where it clips; computed on the fused cross-entropy's per-sample values.
+        return F.cross_entropy(outputs, targets, reduction="none").clamp(-LOG_1M_EPS, -LOG_EPS).mean()
 
     def predict(self, outputs: torch.Tensor) -> torch.Tensor:
         return outputs.softmax(dim=-1)
