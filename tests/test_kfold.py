@@ -254,3 +254,8 @@ def test_run_json_is_valid_json_with_paths_of_every_run(kfold_run):
     text = (kfold_run / "run.json").read_text()
     paths = [f["run_dir"] for f in json.loads(text)["kfold"]["folds"]]
     assert all(Path(p).is_dir() for p in paths)
+
+
+def test_kfold_refuses_a_multi_process_trainer(tmp_path):
+    proc = dlwp("train", "task=boston_kfold", "trainer=ddp_cpu", "data.source=synthetic", runs=tmp_path, check=False)
+    assert proc.returncode == 2 and "multi-process trainer" in proc.stderr and "Traceback" not in proc.stderr

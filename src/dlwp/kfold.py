@@ -100,6 +100,18 @@ def check(cfg: DictConfig) -> tuple[DictConfig | None, int]:
         raise ConfigError(f"kfold.k={k}: K-fold validation needs at least 2 folds (kfold.k=0 trains once, as usual)")
     if cfg.ckpt_path is not None:
         raise ConfigError("ckpt_path: a K-fold run cannot be resumed from a checkpoint; start it again")
+    devices = cfg.trainer.devices
+    processes = devices if isinstance(devices, int) else len(devices) if isinstance(devices, list) else 1
+    if (
+        processes * cfg.trainer.num_nodes > 1
+        or "ddp" in str(cfg.trainer.strategy)
+        or "fsdp" in str(cfg.trainer.strategy)
+    ):
+        raise ConfigError(
+            "kfold.k > 0 runs its folds one after another in one process; a multi-process trainer would "
+            "start new workers for every fold. Use one device per K-fold run (the book's folds are small), "
+            "or sweep the folds as separate jobs: dlwp train -m data.num_folds=K data.fold=0,1,...,K-1"
+        )
     if "num_folds" not in cfg.data or "fold" not in cfg.data:
         raise ConfigError(
             f"kfold.k={k}: data module {cfg.data.get('_target_')} has no K-fold support (no data.num_folds/"
