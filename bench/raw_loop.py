@@ -63,12 +63,16 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=Path("data"))
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda: the data then lives in GPU memory")
     args = parser.parse_args()
+    device = torch.device(args.device)
     spec = TASKS[args.task]
     (x, y), val, transform = load(args.task, args.data_dir)
+    x, y = x.to(device), y.to(device)
+    val = tuple(t.to(device) for t in val) if val is not None else None
     torch.manual_seed(args.seed)
     in_features = 10000 if args.task == "imdb_dense" else x[0].numel()
-    net = model(in_features, spec["hidden"], spec["out"])
+    net = model(in_features, spec["hidden"], spec["out"]).to(device)
     opt = torch.optim.RMSprop(net.parameters(), lr=1e-3, alpha=0.9, eps=1e-8)
     loss_fn = {"ce": F.cross_entropy,
                "bce": lambda o, t: F.binary_cross_entropy_with_logits(o.squeeze(1), t),
@@ -77,8 +81,8 @@ def main() -> None:
     for epoch in range(args.epochs):
         t0 = time.perf_counter()
         net.train()
-        perm = torch.randperm(n)
-        loss_sum = torch.zeros(())
+        perm = torch.randperm(n).to(device)
+        loss_sum = torch.zeros((), device=device)
         for start in range(0, n, bs):
             idx = perm[start : start + bs]
             xb, yb = x[idx], y[idx]
@@ -94,6 +98,8 @@ def main() -> None:
             with torch.no_grad():
                 vx, vy = val
                 val_mae = (net(vx.flatten(1)).squeeze(1) - vy).abs().mean().item()
+        if device.type == "cuda":
+            torch.cuda.synchronize()  # the epoch's kernels have run, not only been queued
         record = {
             "epoch": epoch + 1,
             "epoch_s": round(time.perf_counter() - t0, 4),

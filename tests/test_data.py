@@ -30,6 +30,26 @@ def test_batches_cover_every_sample_once_per_epoch_in_a_seeded_order():
     assert not torch.equal(first, second), "each epoch is reshuffled"
 
 
+def test_gpu_runs_copy_each_split_to_the_device_once_and_keep_the_cpu_order():
+    """`device_resident`: exercised on torch's `meta` device, which stands in for a GPU on any machine."""
+    from types import SimpleNamespace
+
+    dm = DigitsDataModule(batch_size=100, batches_per_call=1, seed=5)
+    dm.setup()
+    host = list(dm.train_dataloader())
+    meta = SimpleNamespace(root_device=torch.device("meta"))
+    dm.trainer = SimpleNamespace(strategy=meta, global_rank=0, world_size=1)
+    on_device = list(dm.train_dataloader())
+    assert all(bx.device.type == "meta" and by.device.type == "meta" for bx, by in on_device)
+    assert [bx.shape for bx, _ in on_device] == [bx.shape for bx, _ in host], "same batches, now sliced on the device"
+    assert dm._tensors("train")[0] is dm._tensors("train")[0], "copied once, not per epoch"
+    assert dm.splits["train"][0].device.type == "cpu", "the host copy stays for checkpoints and other consumers"
+    dm_host = DigitsDataModule(batch_size=100, batches_per_call=1, seed=5, device_resident=False)
+    dm_host.setup()
+    dm_host.trainer = dm.trainer
+    assert next(iter(dm_host.train_dataloader()))[0].device.type == "cpu", "device_resident=false keeps the host path"
+
+
 def test_unshuffled_batches_are_in_order():
     y = torch.arange(10)
     assert torch.cat([b for _, b in TensorBatches((y, y), 4)]).tolist() == list(range(10))

@@ -131,6 +131,14 @@ def peak_rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
+def peak_gpu_mb() -> float | None:
+    """Peak GPU memory torch allocated in this process (None when no GPU was used)."""
+    torch = sys.modules.get("torch")  # never import torch just to learn that no GPU was used
+    if torch is None or not torch.cuda.is_initialized():
+        return None
+    return round(torch.cuda.max_memory_allocated() / 2**20, 1)
+
+
 def write_json_atomic(path: Path, data: Any) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
@@ -204,6 +212,8 @@ class RunRecord:
         self.data["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         self.data["wall_time_s"] = round(time.time() - self.started, 3)
         self.data["peak_rss_mb"] = peak_rss_mb()
+        if (gpu_mb := peak_gpu_mb()) is not None:
+            self.data["peak_gpu_mb"] = gpu_mb
         if error is not None:
             self.data["error"] = f"{type(error).__name__}: {error}"
         self.save()

@@ -105,7 +105,9 @@ class TensorBatches:
         return len(self.bounds())
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
-        order = self.sampler.indices()
+        order = self.sampler.indices()  # drawn on the CPU: the same order wherever the data lives
+        if order is not None and self.tensors[0].device != order.device:
+            order = order.to(self.tensors[0].device)
         for start, stop in self.bounds():
             start, stop = self._part(start, stop)
             if order is None:
