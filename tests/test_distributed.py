@@ -134,7 +134,8 @@ def test_global_batch_must_divide_over_the_processes():
 
     dm = DigitsDataModule(batch_size=128, batches_per_call=1)
     dm.setup("fit")
-    dm.trainer = type("FakeTrainer", (), {"global_rank": 1, "world_size": 3})()
+    cpu = type("FakeStrategy", (), {"root_device": torch.device("cpu")})()
+    dm.trainer = type("FakeTrainer", (), {"global_rank": 1, "world_size": 3, "strategy": cpu})()
     with pytest.raises(ConfigError, match="divisible by the 3 processes"):
         dm.train_dataloader()
     dm.trainer.world_size = 2

@@ -132,3 +132,19 @@ def test_reported_loss_includes_the_l2_penalty_as_keras_does():
     penalty = regularised.network.regularization_loss()
     difference = regularised._step("train", batch, 1) - plain._step("train", batch, 1)
     assert difference.item() == pytest.approx(penalty.item(), rel=1e-5) and penalty.item() > 0
+
+
+def test_deterministic_trainers_skip_torch_nan_filling_of_fresh_memory(tmp_path):
+    """Deterministic mode stays on (bit-identical reruns), without its ~30 fill kernels per step."""
+    from omegaconf import OmegaConf
+
+    from dlwp.trainer import build_trainer
+
+    cfg = OmegaConf.create({"trainer": {"accelerator": "cpu", "devices": 1, "deterministic": True, "max_epochs": 1}})
+    try:
+        build_trainer(cfg, tmp_path, callbacks=[], loggers=[])
+        assert torch.are_deterministic_algorithms_enabled()
+        assert not torch.utils.deterministic.fill_uninitialized_memory
+    finally:
+        torch.use_deterministic_algorithms(False)
+        torch.utils.deterministic.fill_uninitialized_memory = True

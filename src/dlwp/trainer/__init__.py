@@ -40,7 +40,7 @@ def build_trainer(cfg, run_dir: Path, callbacks: list, loggers: list) -> L.Train
     skip_nvml_polling()
     kwargs = trainer_kwargs(cfg.trainer)
     try:
-        return L.Trainer(default_root_dir=run_dir, callbacks=callbacks, logger=loggers or False, **kwargs)
+        trainer = L.Trainer(default_root_dir=run_dir, callbacks=callbacks, logger=loggers or False, **kwargs)
     except (MisconfigurationException, ValueError) as err:
         keys = ("accelerator", "strategy", "devices", "num_nodes", "precision")
         chosen = ", ".join(f"{k}={kwargs.get(k)}" for k in keys)
@@ -48,3 +48,20 @@ def build_trainer(cfg, run_dir: Path, callbacks: list, loggers: list) -> L.Train
             f"this trainer cannot run here: {err}\n  trainer: {chosen}\n"
             "  presets: trainer=cpu | gpu | ddp | ddp_cpu | fsdp (docs/SCALING.md)"
         ) from err
+    keep_fresh_memory_unfilled()
+    return trainer
+
+
+def keep_fresh_memory_unfilled() -> None:
+    """Deterministic mode without torch's NaN-filling of every newly allocated tensor.
+
+    `torch.use_deterministic_algorithms(True)` (Lightning's `deterministic=true|warn`) also fills
+    each fresh allocation with NaN, a debugging aid against kernels that read memory they never
+    wrote. The book's layers write every output, so results are bit-identical without it (the
+    determinism and resume tests hold), and the fills cost ~30 extra kernels per training step
+    (about a quarter of a book-2.1 step on the CPU; docs/PERFORMANCE.md).
+    """
+    import torch
+
+    if torch.are_deterministic_algorithms_enabled():
+        torch.utils.deterministic.fill_uninitialized_memory = False
