@@ -83,7 +83,10 @@ def main() -> None:
         model.fit(partial_data, partial_targets, validation_data=(val_data, val_targets), epochs=args.epochs or 100,
                   batch_size=1, verbose=0, callbacks=[EpochTimes()])  # fmt: skip
         test_loss, test_acc = model.evaluate(val_data, val_targets, verbose=0)
-    print(json.dumps({"test_loss": float(test_loss), "test_metric": float(test_acc),
+    import resource
+
+    peak_rss_mb = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    print(json.dumps({"test_loss": float(test_loss), "test_metric": float(test_acc), "peak_rss_mb": peak_rss_mb,
                       "keras": keras.__version__, "tensorflow": tf.__version__}))  # fmt: skip
 
 

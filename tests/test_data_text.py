@@ -420,6 +420,62 @@ def test_real_reuters_split_classes_and_keras_indices(reuters_path):
     assert torch.equal(seq.splits["train"][0], torch.from_numpy(keras_pad_sequences(encoded[:8982], 100)))
 
 
+def row(ragged, i: int) -> list[int]:
+    return ragged.values[ragged.offsets[i] : ragged.offsets[i + 1]].tolist()
+
+
+def test_reuters_rebuilt_from_the_raw_sgml_equals_the_keras_layout_npz(reuters_path, tmp_path):
+    """The raw Reuters-21578 build (Keras' recipe) gives exactly the wires, topics and word index
+    of the mirror's npz; through the data module, the same tensors as reading that npz."""
+    from dlwp.data import reuters_raw
+
+    archive = mirror_file("reuters/reuters21578.tar.gz")
+    ranks, labels, word_index = reuters_raw.build(archive)
+    with np.load(reuters_path, allow_pickle=True) as npz:
+        xs, ys = npz["x"], npz["y"]
+    assert (len(ranks), len(set(labels.tolist())), len(word_index)) == (11228, 46, 30979)
+    assert labels.tolist() == ys.tolist()
+    assert all(row(ranks, i) == list(xs[i]) for i in range(len(xs)))
+    assert word_index == json.loads(mirror_file("reuters/reuters_word_index_rebuilt.json").read_text())
+    link = tmp_path / "reuters21578.tar.gz"
+    link.symlink_to(archive)
+    from_raw = ReutersDataModule(path=str(reuters_path), raw=str(link), from_raw=True)
+    from_npz = ReutersDataModule(path=str(reuters_path))
+    from_raw.setup(), from_npz.setup()
+    for split in ("train", "test"):
+        assert all(torch.equal(a, b) for a, b in zip(from_raw.splits[split], from_npz.splits[split], strict=True))
+    assert from_raw.data_files() == [link]
+    assert list((tmp_path / ".cache").glob("reuters_wires_*.npz")), "the build is cached beside the archive"
+
+
+def test_reuters_raw_recipe_first_topic_min_count_and_tie_order(tmp_path):
+    """Keras' make_reuters_dataset on a generated Distribution: first topic of each wire, topics
+    with >= 15 wires numbered by first appearance, word ranks by count with ties by appearance."""
+    from dlwp.data import reuters_raw
+
+    def wire(topics: str, body: str) -> str:
+        return f'<REUTERS TOPICS="YES">\n<TOPICS>{topics}</TOPICS>\n<TEXT><BODY>{body}</BODY></TEXT>\n</REUTERS>\n'
+
+    files = {n: "" for n in range(22)}
+    files[0] = wire("<D>grain</D>", "zeta alpha zeta") + wire("", "no topic: skipped")
+    files[1] = "".join(wire("<D>cocoa</D><D>grain</D>", "Alpha, beta!") for _ in range(15))
+    files[2] = "".join(wire("<D>grain</D>", "beta zeta") for _ in range(14)) + wire("<D>rare</D>", "x")
+    archive = tmp_path / "reuters21578.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for n, text in files.items():
+            data = text.encode("latin-1")
+            info = tarfile.TarInfo(f"reuters21578/reut2-{n:03d}.sgm")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    ranks, labels, word_index = reuters_raw.build(archive)
+    assert labels.tolist() == [0] + [1] * 15 + [0] * 14, "grain first seen, cocoa second; 'rare' (1 wire) dropped"
+    assert word_index == {"beta": 1, "zeta": 2, "alpha": 3}, "29 betas; 16 zetas tie 16 alphas: first seen first"
+    assert row(ranks, 0) == [2, 3, 2] and row(ranks, 1) == [3, 1]
+    (tmp_path / "broken.tar.gz").write_bytes(b"not a tarball")
+    with pytest.raises(DataMissingError, match="corrupt or not a tarball"):
+        reuters_raw.build(tmp_path / "broken.tar.gz")
+
+
 @pytest.fixture(scope="session")
 def imdb_dir(tmp_path_factory) -> Path:
     """imdb/ with symlinks to the mirror's word index and reviews; its cache lands in this tmp dir."""

@@ -149,6 +149,8 @@ def test_chapter_2_3_datasets_fetch_from_the_shared_mirror(tmp_path):
         assert all(r.state in ("verified", "variant") for r in results), name
         assert dataset_state(DATASETS[name], tmp_path)[0] == "present"
     assert dataset_state(DATASETS["nietzsche"], tmp_path)[0] == "missing"
+    fetch("glove", tmp_path, str(MIRROR), progress=False)  # the mirror holds a 100-word sample only
+    assert dataset_state(DATASETS["glove"], tmp_path)[0] == "stand-in", "usable, but not called present"
 
 
 def test_data_cli_status_and_failed_fetch(tmp_path):

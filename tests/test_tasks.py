@@ -68,7 +68,8 @@ def test_reuters_bottleneck_learns_less_than_the_full_network(data_args, tmp_pat
     (sweep,) = (tmp_path / "multirun").iterdir()
     accs = {record(d)["task"]: record(d)["metrics"]["best"]["val/acc"]["value"] for d in sweep.iterdir()
             if (d / "run.json").exists()}  # fmt: skip
-    assert accs["reuters_bottleneck"] > record(next(iter(sweep.glob("*/run.json"))).parent)["baselines"]["random_acc"]
+    majority = record(next(iter(sweep.glob("*/run.json"))).parent)["baselines"]["majority_acc"]
+    assert accs["reuters_bottleneck"] > majority + 0.05, "the bottleneck still learns: beats always-the-commonest-topic"
     assert accs["reuters_bottleneck"] < accs["reuters_dense"], "a 4-unit bottleneck loses information (book 3.6)"
 
 

@@ -91,6 +91,19 @@ def test_optuna_sweep_persists_resumes_and_survives_a_failed_trial(tmp_path):
     assert (sweep / "report" / "summary.md").is_file() and (sweep / "report" / "loss.png").is_file()
 
 
+def test_a_diverging_job_fails_with_a_clear_error_and_the_sweep_goes_on(tmp_path):
+    """A NaN loss ends that job at the epoch it appears (status failed, the reason in run.json and
+    the summary); the other jobs of the sweep run and complete."""
+    proc = dlwp("train", "-m", "task.optimizer.lr=1e30,0.001", "trainer.max_epochs=3", runs=tmp_path)
+    assert "train/loss is nan at epoch 1: the optimisation diverged" in proc.stderr
+    (sweep,) = (tmp_path / "multirun").iterdir()
+    rows = {r["job"]: r for r in csv.DictReader((sweep / "summary.csv").read_text().splitlines())}
+    assert (rows["0"]["status"], rows["1"]["status"]) == ("failed", "completed")
+    diverged = record(sweep / "0")
+    assert "TrainingDivergedError" in diverged["error"] and diverged["epochs_done"] <= 1
+    assert record(sweep / "1")["epochs_done"] == 3
+
+
 @pytest.fixture(scope="module")
 def three_seeds(tmp_path_factory) -> Path:
     runs = tmp_path_factory.mktemp("runs")

@@ -42,8 +42,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if command == "tasks":
         from dlwp.catalog import print_tasks
+        from dlwp.errors import DlwpError
 
-        print_tasks()
+        try:
+            print_tasks()
+        except DlwpError as err:
+            print(f"dlwp tasks: error: {err}", file=sys.stderr)
+            return 2
         return 0
     if command == "report":
         from dlwp.report import main as report_main
@@ -112,8 +117,13 @@ def _run_hydra(command: str, overrides: list[str]) -> int:
             if distributed_job:
                 _end_distributed_job(saved_env)
 
+    try:
+        config_path = str(conf_dir())
+    except DlwpError as err:
+        print(f"dlwp {command}: error: {err}", file=sys.stderr)
+        return 2
     sys.argv = [f"dlwp {command}", *overrides]
-    entry = hydra.main(config_path=str(conf_dir()), config_name=command, version_base="1.3")(task_function)
+    entry = hydra.main(config_path=config_path, config_name=command, version_base="1.3")(task_function)
     try:
         entry()
     finally:

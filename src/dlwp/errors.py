@@ -15,3 +15,7 @@ class DataMissingError(DlwpError, FileNotFoundError):
 
 class CheckpointError(DlwpError, ValueError):
     """A checkpoint path that does not exist, is not a dlwp checkpoint, or is for another task."""
+
+
+class TrainingDivergedError(DlwpError, FloatingPointError):
+    """The training loss became NaN or infinite: the run stops, and a sweep records the trial as failed."""

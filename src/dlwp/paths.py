@@ -21,11 +21,18 @@ def project_root() -> Path:
 
 
 def conf_dir() -> Path:
-    """The Hydra config tree: the checkout's `conf/`, or the copy shipped inside a wheel."""
-    for candidate in (PACKAGE_DIR.parents[1] / "conf", PACKAGE_DIR / "conf"):
+    """The Hydra config tree: the checkout's `conf/` (dlwp is a template, used from its checkout:
+    `pip install -e .`), or `$DLWP_CONF_DIR`."""
+    from dlwp.errors import ConfigError
+
+    candidates = [Path(os.environ["DLWP_CONF_DIR"])] if os.environ.get("DLWP_CONF_DIR") else []
+    for candidate in [*candidates, PACKAGE_DIR.parents[1] / "conf"]:
         if (candidate / "train.yaml").is_file():
             return candidate
-    raise FileNotFoundError(f"dlwp: no conf/train.yaml next to {PACKAGE_DIR}; reinstall with `pip install -e .`")
+    raise ConfigError(
+        f"no conf/train.yaml beside {PACKAGE_DIR}: dlwp runs from its checkout. Install it with "
+        "`pip install -e .` in the checkout, or point DLWP_CONF_DIR at the checkout's conf/ folder."
+    )
 
 
 def claim_dir(parent: Path | str, stamp: str | None = None) -> Path:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import platform
 import re
@@ -173,7 +174,9 @@ def best_of(history: list[dict[str, float]]) -> dict[str, dict[str, float]]:
     best: dict[str, dict[str, float]] = {}
     keys = {k for row in history for k in row if "/" in k and not k.startswith("time/")}
     for key in sorted(keys):
-        rows = [r for r in history if key in r]
+        rows = [r for r in history if key in r and math.isfinite(r[key])]  # a NaN is never a best
+        if not rows:
+            continue
         lower = key.rsplit("/", 1)[1].endswith(LOWER_IS_BETTER)
         row = (min if lower else max)(rows, key=lambda r, k=key: r[k])
         best[key] = {"value": row[key], "epoch": row["epoch"]}

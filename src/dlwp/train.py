@@ -203,6 +203,7 @@ def objective(cfg: DictConfig, data: dict[str, Any]) -> float:
 
 def data_record(cfg: DictConfig, datamodule) -> dict[str, Any]:
     """What data a run read: module, source, each file's sha256, split sizes, the DVC version."""
+    from dlwp.data.registry import identify
     from dlwp.data.version import data_version
 
     files = datamodule.data_files()
@@ -216,7 +217,7 @@ def data_record(cfg: DictConfig, datamodule) -> dict[str, Any]:
     return {
         "module": cfg.data._target_,
         "source": datamodule.source,
-        "files": file_identities(files),
+        "files": [f | (identify(f["sha256"]) or {"variant": "not in the registry"}) for f in file_identities(files)],
         "version": version,
     }
 

@@ -18,7 +18,8 @@ def _default_data_dir() -> Path:
 
 
 def dataset_state(dataset: Dataset, data_dir: Path) -> tuple[str, list[str]]:
-    """(`present` | `partial` | `missing` | `corrupt`, one line per file) for `dlwp data status`."""
+    """(`present` | `stand-in` | `partial` | `missing` | `corrupt`, one line per file) for `dlwp data
+    status`; `stand-in` means usable only through a different-format substitute (e.g. a sample)."""
     if dataset.tree_checksums:
         sums = data_dir / dataset.tree_checksums
         if not sums.is_file():
@@ -41,7 +42,10 @@ def dataset_state(dataset: Dataset, data_dir: Path) -> tuple[str, list[str]]:
     if any(states[f.path].state == "corrupt" for f in dataset.files):
         return "corrupt", lines
     ok = [states[f.path].usable or (f.path in stand_ins and states[stand_ins[f.path].path].usable) for f in required]
-    return ("present" if all(ok) else "partial" if any(ok) else "missing"), lines
+    state = "present" if all(ok) else "partial" if any(ok) else "missing"
+    if state == "present" and not all(states[f.path].usable for f in required):
+        state = "stand-in"  # usable, but not the real thing: say so before anyone trusts a result from it
+    return state, lines
 
 
 def cmd_list(_: argparse.Namespace) -> int:

@@ -162,6 +162,19 @@ DATASETS: dict[str, Dataset] = {
                         ),
                     ),
                 ),
+                FileSpec(
+                    "reuters/reuters21578.tar.gz",
+                    urls=("https://kdd.ics.uci.edu/databases/reuters21578/reuters21578.tar.gz",),
+                    required=False,
+                    variants=(
+                        Variant(
+                            "018a7bf7d34f139684d99ae7b13f9ef094dba8786708513d695d00d193e46b48",
+                            8_093_014,
+                            "all 31 files of Distribution 1.0, re-packed deterministically (shared mirror)",
+                        ),
+                    ),
+                    note="the raw SGML that reuters.npz was built from; read with data.from_raw=true",
+                ),
             ),
             licence="Reuters-21578 Distribution 1.0: research use only",
             citation="D. D. Lewis. Reuters-21578 text categorization test collection, Distribution 1.0.",
@@ -321,3 +334,16 @@ def get(name: str) -> Dataset:
     if name not in DATASETS:
         raise ConfigError(f"unknown dataset '{name}'; known: {', '.join(DATASETS)}")
     return DATASETS[name]
+
+
+def identify(sha256: str) -> dict[str, str] | None:
+    """Which registered file these bytes are: its dataset, its path, and `canonical` or the label
+    of the recorded variant (e.g. the mirror's rebuilt Reuters npz). None for unknown bytes."""
+    for dataset in DATASETS.values():
+        for spec in dataset.files:
+            if spec.sha256 == sha256:
+                return {"dataset": dataset.name, "file": spec.path, "variant": "canonical"}
+            for variant in spec.variants:
+                if variant.sha256 == sha256:
+                    return {"dataset": dataset.name, "file": spec.path, "variant": variant.label}
+    return None

@@ -1,8 +1,9 @@
 """Reuters newswires, 46 topics (book 3.6), as Keras `reuters.load_data(num_words, test_split=0.2)` gives them.
 
-The npz (Keras layout: `x` an object array of word-rank lists, `y` topic ids) is shuffled as
-Keras does (`RandomState(113)` permutation of x and y together, which equals 2.0.8's reseed-and-
-shuffle of each), then split at `int(len * (1 - test_split))`: 8,982 train / 2,246 test. Indices
+The wires (word-rank lists and topic ids) come from a Keras-layout npz or, with `from_raw`, are
+rebuilt from the raw Reuters-21578 SGML with Keras' recipe (`dlwp.data.reuters_raw`). They are
+shuffled as Keras does (`RandomState(113)` permutation of x and y together, which equals 2.0.8's
+reseed-and-shuffle of each), then split at `int(len * (1 - test_split))`: 8,982 train / 2,246 test. Indices
 are `[1] + [rank + 3]`, ranks >= num_words -> 2; labels int64 0-45 (the book one-hot encodes them,
 which `categorical_crossentropy` on integer labels makes unnecessary).
 """
@@ -35,6 +36,8 @@ class ReutersDataModule(WordIndexDataModule):
 
     Args:
         path: Keras-layout `reuters.npz` (`x`: object array of rank lists, `y`: topics 0-45).
+        raw: the Reuters-21578 tarball (`reut2-000.sgm` ... `reut2-021.sgm`), read when `from_raw`.
+        from_raw: rebuild the wires from `raw` instead of reading `path` (cached beside it).
         num_words, encoding, maxlen: see `WordIndexDataModule`.
         test_split: fraction held out as the test set, from the end of the shuffled wires (Keras').
         allow_unverified_pickle: the npz stores pickled objects, so only a file whose sha256 is
@@ -45,6 +48,8 @@ class ReutersDataModule(WordIndexDataModule):
     def __init__(
         self,
         path: str,
+        raw: str | None = None,
+        from_raw: bool = False,
         num_words: int = 10000,
         test_split: float = 0.2,
         encoding: Literal["multi_hot", "sequence"] = "multi_hot",
@@ -56,12 +61,21 @@ class ReutersDataModule(WordIndexDataModule):
         if not 0 < test_split < 1:
             raise ConfigError(f"data.test_split must lie strictly between 0 and 1, got {test_split}")
         self.path, self.test_split = Path(path), test_split
+        if from_raw and raw is None:
+            raise ConfigError("data.from_raw=true needs data.raw: the path of the Reuters-21578 tarball")
+        self.raw, self.from_raw = (Path(raw) if raw is not None else None), from_raw
         self.allow_unverified_pickle = allow_unverified_pickle
 
     def files(self) -> list[Path]:
-        return [self.path]
+        return [self.raw] if self.from_raw else [self.path]
 
     def load(self) -> dict[str, Split]:
+        if self.from_raw:
+            from dlwp.data import reuters_raw
+
+            ranks, topics = reuters_raw.prepare(self.raw, self.raw.parent / ".cache")
+            order = keras_permutation(len(topics))
+            return self._split(keras_encode(ranks.take(order), self.num_words), torch.from_numpy(topics[order]))
         require_file(self.path, "reuters")
         arrays = load_object_npz(self.path, "reuters", ("x", "y"), self.allow_unverified_pickle)
         wires, topics = arrays["x"], arrays["y"]

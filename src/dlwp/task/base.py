@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import lightning as L
@@ -160,6 +161,18 @@ class BookTask(L.LightningModule):
 
     def on_train_epoch_start(self) -> None:
         torch.manual_seed(self.seed * 100_003 + 7919 * (self.current_epoch + 1))
+
+    def on_train_epoch_end(self) -> None:
+        """Stop a diverged run at the end of the epoch it diverged in, with a message that says so:
+        the epochs after a NaN loss learn nothing, and a sweep must see the trial fail."""
+        loss = float(self.train_metrics["loss"].compute())  # the value Lightning logs (cached)
+        if not math.isfinite(loss):
+            from dlwp.errors import TrainingDivergedError
+
+            raise TrainingDivergedError(
+                f"train/loss is {loss} at epoch {self.current_epoch + 1}: the optimisation diverged. "
+                "Lower task.optimizer.lr, or clip gradients (task.optimizer.clipnorm)."
+            )
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self.run_config is not None:
