@@ -20,12 +20,13 @@ import argparse
 import json
 import os
 import platform
-import re
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from markdown_block import write_block  # bench/markdown_block.py
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -144,14 +145,6 @@ def table(env: dict, results: dict[str, dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_block(doc: Path, block: str) -> None:
-    text = doc.read_text()
-    new, n = re.subn(r"(<!-- gpu:begin -->\n).*?(<!-- gpu:end -->)", lambda m: m[1] + block + m[2], text, flags=re.S)
-    if not n:
-        raise SystemExit(f"{doc} has no <!-- gpu:begin --> ... <!-- gpu:end --> block")
-    doc.write_text(new)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, default=ROOT / "data")
@@ -191,7 +184,7 @@ def main() -> int:
     if not args.from_json:
         (args.out / "gpu_check.md").write_text(block)
     if args.write:
-        write_block(args.write, block)
+        write_block(args.write, "gpu", block)
     return 0
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import statistics
 import subprocess
 import sys
@@ -21,6 +20,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from markdown_block import write_block  # bench/markdown_block.py
 
 HERE = Path(__file__).resolve().parent
 KERAS_PY = HERE / ".venv-keras" / "bin" / "python"
@@ -124,9 +125,7 @@ def main() -> int:
                  "|---|---|---|---|---|---|"]  # fmt: skip
         lines += [f"| {t} | {k:.3f} s | {d:.3f} s | **x{k / d:.2f}** | {n}: {km:.4f} / {dm:.4f} "
                   f"| {kr:.0f} / {dr:.0f} MB |" for t, k, d, km, dm, n, kr, dr in rows]  # fmt: skip
-        text = args.write.read_text()
-        block = "<!-- keras:begin -->\n" + "\n".join(lines) + "\n<!-- keras:end -->"
-        args.write.write_text(re.sub(r"<!-- keras:begin -->.*<!-- keras:end -->", lambda _: block, text, flags=re.S))
+        write_block(args.write, "keras", "\n".join(lines))
     return 0
 
 

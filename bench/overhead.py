@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import statistics
 import subprocess
@@ -22,6 +21,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from markdown_block import write_block  # bench/markdown_block.py
 
 HERE = Path(__file__).resolve().parent
 DLWP_ARGS = {
@@ -106,11 +107,11 @@ def main() -> int:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if args.write:
-        write_block(args.write, rows, help_s, tasks_s, startup, args)
+        write_table(args.write, rows, help_s, tasks_s, startup, args)
     return 0
 
 
-def write_block(path: Path, rows: list[dict], help_s: float, tasks_s: float, startup: float, args) -> None:
+def write_table(path: Path, rows: list[dict], help_s: float, tasks_s: float, startup: float, args) -> None:
     import torch
 
     lines = [
@@ -131,10 +132,7 @@ def write_block(path: Path, rows: list[dict], help_s: float, tasks_s: float, sta
         )
     lines += ["", f"Start-up: `dlwp --help` {help_s:.2f} s, `dlwp tasks` {tasks_s:.2f} s, `dlwp train` to "
               f"the first training step {startup:.2f} s (median over the dlwp runs above)."]  # fmt: skip
-    text = path.read_text()
-    block = "<!-- overhead:begin -->\n" + "\n".join(lines) + "\n<!-- overhead:end -->"
-    text = re.sub(r"<!-- overhead:begin -->.*<!-- overhead:end -->", lambda _: block, text, flags=re.S)
-    path.write_text(text)
+    write_block(path, "overhead", "\n".join(lines))
 
 
 if __name__ == "__main__":
