@@ -203,6 +203,8 @@ def test_kfold_run_holds_every_fold_and_the_final_model(kfold_run):
     assert [Path(f["run_dir"]).name for f in folds] == ["fold-0", "fold-1"]
     assert [f["val_range"] for f in folds] == [[0, 202], [202, 404]]
     assert Path(data["kfold"]["final"]["run_dir"]).name == "final"
+    fold0 = record(kfold_run / "fold-0")["data"]
+    assert data["data"] == {k: v for k, v in fold0.items() if k != "sizes"}, "the K-fold record names its data"
     fold_cfg = (kfold_run / "fold-1" / "config.yaml").read_text()
     assert "num_folds: 2" in fold_cfg and "fold: 1" in fold_cfg and "test: false" in fold_cfg
     assert not any(k.startswith("test/") for k in record(kfold_run / "fold-0")["metrics"]["final"])

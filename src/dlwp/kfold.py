@@ -168,6 +168,8 @@ def run_kfold(cfg: DictConfig) -> float:
             print(f"dlwp kfold: fold {i + 1}/{cfg.kfold.k}", file=sys.stderr)
             fold_records.append(train_into(fold_config(cfg, i), run_dir / f"fold-{i}"))
             record.update(kfold=record.data["kfold"] | {"folds_done": i + 1})  # where a failed run got to
+            if i == 0:  # every fold reads the same files: the K-fold run names them too (not fold 0's sizes)
+                record.update(data={k: v for k, v in (fold_records[0].get("data") or {}).items() if k != "sizes"})
         final_record = None
         if final is not None:
             print("dlwp kfold: final model on all training data", file=sys.stderr)
