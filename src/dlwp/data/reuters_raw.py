@@ -9,7 +9,7 @@ into its ranks. The result is 11,228 wires, 46 topics and 30,979 words, as in th
 equal, array for array, to the shared mirror's `reuters_rebuilt.npz`; it differs from the Keras
 file only in the ranks of some words with tied counts (docs/DATA.md).
 
-Building takes ~6 s on 2 cores and is cached beside the archive, keyed by its sha256 and
+Building takes ~2 s on 2 cores and is cached beside the archive, keyed by its sha256 and
 `RECIPE_VERSION`.
 """
 
