@@ -3,15 +3,15 @@
     python bench/gpu_check.py --data-dir data --out results/        # on a machine with a GPU
     python bench/gpu_check.py ... --write docs/SCALING.md            # refresh the generated table there
 
-Runs, each a fresh process with the book's settings (5 epochs, batch 128, seed 42):
-the hand-written loop (bench/raw_loop.py) with its data in GPU memory; `dlwp train` in fp32
-twice (same seed: are the metrics identical?), in fp32 with the data in host memory
+Runs, each a fresh process with the book's settings (5 epochs, batch 128, seed 42): the
+hand-written loop (bench/raw_loop.py) with its data in GPU memory; `dlwp train` in fp32 twice
+(same seed: are the metrics identical?), in fp32 with the data in host memory
 (`data.device_resident=false`), in fp32 without deterministic algorithms, in bf16-mixed, under
 DDP with one GPU, and in bf16-mixed at batch 2048 (throughput only: fewer steps, so not the
-book's accuracy). Reports epoch time
-(median, first epoch not counted), samples per second, test accuracy, start-up and peak GPU memory,
-one line per figure; writes `gpu_check.json` and `gpu_check.md` under `--out`. Exits non-zero
-only on error, never on a slow result; a failing run is reported and the others still run.
+book's accuracy). Reports epoch time (median, first epoch not counted), samples per second, test
+accuracy, start-up and peak GPU memory, one line per figure; writes `gpu_check.json` and
+`gpu_check.md` under `--out`. Exits non-zero only on error, never on a slow result; a failing run
+is reported and the others still run.
 """
 
 from __future__ import annotations
