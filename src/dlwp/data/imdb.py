@@ -27,10 +27,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import tarfile
-import tempfile
 import warnings
 import zlib
 from pathlib import Path
@@ -47,9 +45,11 @@ from dlwp.data.text import (
     keras_encode,
     keras_permutation,
     load_object_npz,
+    read_npz_cache,
     sha256_file,
     synthetic_documents,
     text_to_word_sequence,
+    write_npz_cache,
 )
 from dlwp.errors import DataMissingError
 
@@ -205,41 +205,26 @@ def read_word_index(path: Path) -> dict[str, int]:
 
 
 def _read_cache(path: Path, key: str) -> dict[str, Reviews] | None:
-    """The cached ranks, or None when absent or unreadable (then they are simply rebuilt)."""
-    if not path.is_file():
+    arrays = read_npz_cache(path, key, "imdb")
+    if arrays is None:
         return None
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            if str(npz["key"]) != key:
-                return None
-            return {
-                s: Reviews(
-                    Ragged(npz[f"{s}_values"], npz[f"{s}_offsets"]),
-                    npz[f"{s}_labels"],
-                    Ragged(npz[f"{s}_distinct_values"], npz[f"{s}_distinct_offsets"]),
-                )
-                for s in _SPLITS
-            }
-    except (OSError, ValueError, KeyError, EOFError) as err:
-        warnings.warn(f"imdb: ignoring unreadable cache {path} ({err}); rebuilding it", stacklevel=3)
+        return {
+            s: Reviews(
+                Ragged(arrays[f"{s}_values"], arrays[f"{s}_offsets"]),
+                arrays[f"{s}_labels"],
+                Ragged(arrays[f"{s}_distinct_values"], arrays[f"{s}_distinct_offsets"]),
+            )
+            for s in _SPLITS
+        }
+    except KeyError as err:
+        warnings.warn(f"imdb: ignoring unreadable cache {path} (no {err}); rebuilding it", stacklevel=3)
         return None
 
 
 def _write_cache(path: Path, key: str, data: dict[str, Reviews]) -> None:
-    """Write atomically (tmp file + rename), so a crash or a concurrent run never leaves half a cache."""
-    arrays: dict[str, np.ndarray] = {"key": np.array(key)}
+    arrays: dict[str, np.ndarray] = {}
     for split, (ranks, labels, distinct) in data.items():
         arrays |= {f"{split}_values": ranks.values, f"{split}_offsets": ranks.offsets, f"{split}_labels": labels}
         arrays |= {f"{split}_distinct_values": distinct.values, f"{split}_distinct_offsets": distinct.offsets}
-    tmp = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=path.name, suffix=".tmp", delete=False) as fh:
-            tmp = Path(fh.name)
-            np.savez(fh, **arrays)
-        tmp.chmod(0o644)  # NamedTemporaryFile makes it 0600; others using the data root may read it
-        os.replace(tmp, path)
-    except OSError as err:
-        warnings.warn(f"imdb: cannot write the cache {path} ({err}); reviews will be tokenised again", stacklevel=3)
-        if tmp is not None:
-            tmp.unlink(missing_ok=True)
+    write_npz_cache(path, key, arrays, "imdb")

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from dlwp.data.base import require_file
-from dlwp.data.text import Ragged, text_to_word_sequence
+from dlwp.data.text import Ragged, read_npz_cache, text_to_word_sequence, write_npz_cache
 from dlwp.errors import DataMissingError
 from dlwp.record import sha256_file
 
@@ -100,19 +100,9 @@ def prepare(archive: Path, cache_dir: Path | None) -> tuple[Ragged, np.ndarray]:
         return ranks, labels
     key = hashlib.sha256(f"reuters-sgml v{RECIPE_VERSION}\n{sha256_file(archive)}".encode()).hexdigest()
     cache = Path(cache_dir) / f"reuters_wires_{key[:20]}.npz"
-    try:
-        with np.load(cache, allow_pickle=False) as npz:
-            if str(npz["key"]) == key:
-                return Ragged(npz["values"], npz["offsets"]), npz["labels"]
-    except (OSError, ValueError, KeyError, EOFError):
-        pass  # absent or unreadable: rebuilt below
+    cached = read_npz_cache(cache, key, "reuters")
+    if cached is not None and {"values", "offsets", "labels"} <= cached.keys():
+        return Ragged(cached["values"], cached["offsets"]), cached["labels"]
     ranks, labels, _ = build(archive)
-    try:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_name(f".{cache.name}.tmp")
-        with open(tmp, "wb") as fh:
-            np.savez(fh, key=np.array(key), values=ranks.values, offsets=ranks.offsets, labels=labels)
-        tmp.replace(cache)
-    except OSError:
-        pass  # a read-only data root: the wires are simply rebuilt next time
+    write_npz_cache(cache, key, {"values": ranks.values, "offsets": ranks.offsets, "labels": labels}, "reuters")
     return ranks, labels

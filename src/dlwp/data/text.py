@@ -9,6 +9,9 @@ indices (`index_sets`) and `multi_hot` expands whole batches as they are served.
 
 from __future__ import annotations
 
+import os
+import tempfile
+import warnings
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -334,3 +337,35 @@ def load_object_npz(path: Path, dataset: str, keys: Sequence[str], allow_unverif
             f"{dataset}: {path} is corrupt or not the expected format ({err}); expected arrays "
             f"{', '.join(keys)}. Replace it with a good copy."
         ) from err
+
+
+def read_npz_cache(path: Path, key: str, dataset: str) -> dict[str, np.ndarray] | None:
+    """The arrays cached at `path` under `key`, or None when absent, stale or unreadable (then the
+    caller rebuilds them; an unreadable file gets a warning). No pickles are ever loaded."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            if str(npz["key"]) != key:
+                return None
+            return {name: npz[name] for name in npz.files if name != "key"}
+    except (OSError, ValueError, KeyError, EOFError) as err:
+        warnings.warn(f"{dataset}: ignoring unreadable cache {path} ({err}); rebuilding it", stacklevel=3)
+        return None
+
+
+def write_npz_cache(path: Path, key: str, arrays: dict[str, np.ndarray], dataset: str) -> None:
+    """Write atomically (tmp file + rename), so a crash or a concurrent run never leaves half a
+    cache; a data root that cannot be written only costs a rebuild next time (with a warning)."""
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=path.name, suffix=".tmp", delete=False) as fh:
+            tmp = Path(fh.name)
+            np.savez(fh, key=np.array(key), **arrays)
+        tmp.chmod(0o644)  # NamedTemporaryFile makes it 0600; others using the data root may read it
+        os.replace(tmp, path)
+    except OSError as err:
+        warnings.warn(f"{dataset}: cannot write the cache {path} ({err}); it will be rebuilt next time", stacklevel=3)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
