@@ -18,7 +18,7 @@ import numpy as np
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--task", choices=["mnist_dense", "imdb_dense", "boston_fold"], required=True)
+    parser.add_argument("--task", choices=["mnist_dense", "mnist_convnet", "imdb_dense", "boston_fold"], required=True)
     parser.add_argument("--arrays", required=True, help="npz exported by keras_compare.py")
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--threads", type=int, default=2)
@@ -53,6 +53,20 @@ def main() -> None:
         network.fit(train_images, train_labels, epochs=args.epochs or 5, batch_size=128, verbose=0,
                     callbacks=[EpochTimes()])  # fmt: skip
         test_loss, test_acc = network.evaluate(test_images, test_labels, verbose=0)
+    elif args.task == "mnist_convnet":  # book 5.1
+        train_images = d["x_train"].reshape((60000, 28, 28, 1)).astype("float32") / 255
+        test_images = d["x_test"].reshape((10000, 28, 28, 1)).astype("float32") / 255
+        train_labels = keras.utils.to_categorical(d["y_train"])
+        test_labels = keras.utils.to_categorical(d["y_test"])
+        model = models.Sequential([keras.Input((28, 28, 1)), layers.Conv2D(32, (3, 3), activation="relu"),
+                                   layers.MaxPooling2D((2, 2)), layers.Conv2D(64, (3, 3), activation="relu"),
+                                   layers.MaxPooling2D((2, 2)), layers.Conv2D(64, (3, 3), activation="relu"),
+                                   layers.Flatten(), layers.Dense(64, activation="relu"),
+                                   layers.Dense(10, activation="softmax")])  # fmt: skip
+        model.compile(optimizer="rmsprop", loss="categorical_crossentropy", metrics=["accuracy"])
+        model.fit(train_images, train_labels, epochs=args.epochs or 5, batch_size=64, verbose=0,
+                  callbacks=[EpochTimes()])  # fmt: skip
+        test_loss, test_acc = model.evaluate(test_images, test_labels, verbose=0)
     elif args.task == "imdb_dense":  # book 3.5 (b)
 
         def vectorize_sequences(sequences, lengths, dimension=10000):

@@ -25,7 +25,7 @@ from markdown_block import write_block  # bench/markdown_block.py
 
 HERE = Path(__file__).resolve().parent
 KERAS_PY = HERE / ".venv-keras" / "bin" / "python"
-DLWP = {"mnist_dense": ["task=mnist_dense"], "imdb_dense": ["task=imdb_dense"],
+DLWP = {"mnist_dense": ["task=mnist_dense"], "mnist_convnet": ["task=mnist_convnet"], "imdb_dense": ["task=imdb_dense"],
         "boston_fold": ["task=boston_kfold", "kfold.k=0", "data.num_folds=4", "data.fold=0",
                         "data.batch_size=1"]}  # fmt: skip
 
@@ -33,7 +33,7 @@ DLWP = {"mnist_dense": ["task=mnist_dense"], "imdb_dense": ["task=imdb_dense"],
 def export(task: str, data_dir: Path, out: Path) -> Path:
     """The tensors dlwp trains on, as plain numpy arrays for the Keras side."""
     path = out / f"{task}.npz"
-    if task == "mnist_dense":
+    if task in ("mnist_dense", "mnist_convnet"):
         with np.load(data_dir / "mnist/mnist.npz") as d:
             np.savez(path, **{k: d[k] for k in ("x_train", "y_train", "x_test", "y_test")})
     elif task == "imdb_dense":

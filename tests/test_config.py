@@ -11,7 +11,7 @@ from omegaconf.errors import ValidationError
 
 from conftest import ROOT, dlwp, run_dirs
 from dlwp.config import validate
-from dlwp.config.schema import Problem, register
+from dlwp.config.schema import register
 from dlwp.errors import ConfigError
 from dlwp.paths import conf_dir, register_resolvers
 
@@ -27,24 +27,22 @@ def compose_train(*overrides: str):
 
 @pytest.mark.parametrize("task", TASKS)
 def test_every_task_composes_validates_and_builds(task, tmp_path):
-    from hydra.utils import instantiate
-
-    from dlwp.task import PROBLEMS
+    from dlwp.config import build
+    from dlwp.task import BookTask
 
     cfg = validate(compose_train(f"task={task}", f"paths.data_dir={tmp_path}"))
     assert cfg.task.name == task, "a task's `name` must match its file name (runs are filed under it)"
     assert cfg.task.section and cfg.task.title and cfg.task.dataset
-    assert isinstance(cfg.task.problem, Problem) and cfg.task.problem.value in PROBLEMS
-    network = instantiate(cfg.model)  # builds the real nn.Module; no data is read
-    assert sum(p.numel() for p in network.parameters()) > 0
-    datamodule = instantiate(cfg.data, seed=cfg.seed)
+    datamodule, module = build(cfg)  # the real data module, nn.Module and LightningModule; no data is read
+    assert isinstance(module, BookTask) and sum(p.numel() for p in module.network.parameters()) > 0
+    assert cfg.task.monitor in module.metric_names()
     assert datamodule.batch_size == cfg.data.batch_size
 
 
 def test_book_defaults_are_keras_parity():
     cfg = compose_train("task=mnist_dense")
-    opt = cfg.task.optimizer
-    assert (opt.name.value, opt.lr, opt.rho, opt.eps) == ("rmsprop", 1e-3, 0.9, 1e-8)
+    opt = validate(cfg).task.optimizer
+    assert (opt.name, opt.lr, opt.rho, opt.eps) == ("rmsprop", 1e-3, 0.9, 1e-8)
     assert cfg.model.init == "keras" and cfg.task.keras_loss
     assert (cfg.data.batch_size, cfg.trainer.max_epochs) == (128, 5)
 

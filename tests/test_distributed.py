@@ -89,7 +89,7 @@ def rank_batches(n: int, batch: int, world: int, shuffle: bool, short_last: str,
     idx = torch.arange(n)
     out = []
     for rank in range(world):
-        loader = TensorBatches((idx,), batch, shuffle, seed=5, rank=rank, world_size=world, short_last=short_last)
+        loader = TensorBatches((idx, idx), batch, shuffle, seed=5, rank=rank, world_size=world, short_last=short_last)
         loader.sampler.set_epoch(epoch)
         out.append([b[0] for b in loader])
     return out
@@ -121,7 +121,7 @@ def test_training_ranks_split_the_single_process_batches(n, batch, world):
 
 def test_one_process_batches_are_unchanged():
     x = torch.arange(1000)
-    loader = TensorBatches((x,), 128, shuffle=True, seed=3)
+    loader = TensorBatches((x, x), 128, shuffle=True, seed=3)
     loader.sampler.set_epoch(2)
     order = torch.randperm(1000, generator=torch.Generator().manual_seed(3 * 100_003 + 2))
     expected = [order[s : s + 128] for s in range(0, 1000, 128)]
@@ -139,7 +139,7 @@ def test_global_batch_must_divide_over_the_processes():
     with pytest.raises(ConfigError, match="divisible by the 3 processes"):
         dm.train_dataloader()
     dm.trainer.world_size = 2
-    assert (dm.train_dataloader().rank, dm.test_dataloader().world_size) == (1, 2)
+    assert (dm.train_dataloader().plan.rank, dm.test_dataloader().plan.world_size) == (1, 2)
 
 
 # -- the default task: 1 process vs 2, in a Hydra multirun of 2 jobs x 2 processes ---------------
@@ -339,3 +339,21 @@ def test_gpu_preset_without_a_gpu_fails_clearly(tmp_path):
     proc = dlwp("train", "trainer=gpu", "trainer.max_epochs=1", runs=tmp_path, check=False)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "this trainer cannot run here" in proc.stderr and "accelerator=gpu" in proc.stderr
+
+
+def test_named_inputs_and_outputs_train_under_ddp_like_one_process(tmp_path):
+    """Dict batches (book 7.1.3's named outputs) are split over the ranks like tensors: the
+    multi-output task on 2 processes gets one process's per-output metrics."""
+    args = ("task=digits_multi_output", "trainer.max_epochs=3")
+    dlwp("train", *args, runs=tmp_path / "one")
+    dlwp_ddp("train", *args, *DDP, runs=tmp_path / "two")
+    (one,), (two,) = run_dirs(tmp_path / "one", "digits_multi_output"), run_dirs(tmp_path / "two", "digits_multi_output")
+    assert record(two)["device"]["world_size"] == 2
+    samples = {"train": 1257, "val": 180, "test": 360}
+    rows_one, rows_two = metric_rows(one), metric_rows(two)
+    assert_close_rows(rows_two, rows_one, loss_tol=1e-3, acc_samples=samples)
+    for a, b in zip(rows_two, rows_one, strict=True):
+        assert a["val/value/mae"] == pytest.approx(b["val/value/mae"], abs=1e-3)
+    final_one, final_two = finals(one), finals(two)
+    assert_close_rows([final_two], [final_one], loss_tol=1e-3, acc_samples=samples)
+    assert {"test/digit/acc", "test/odd/acc", "test/value/mae"} <= set(final_two)

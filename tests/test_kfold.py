@@ -13,7 +13,7 @@ import torch
 from omegaconf import open_dict
 
 from conftest import MIRROR, dlwp, record, run_dirs
-from dlwp.data.base import fold_bounds, kfold_split
+from dlwp.data.base import InMemoryDataModule, fold_bounds
 from dlwp.errors import ConfigError
 from dlwp.kfold import check, fold_config, mean_curve, mean_std, smooth_curve
 from dlwp.record import read_metrics_csv
@@ -57,11 +57,15 @@ def data_args(tmp_path_factory) -> list[str]:
 
 @pytest.mark.parametrize(("n", "k"), [(10, 2), (10, 3), (11, 4), (7, 7), (100, 9), (404, 4)])
 def test_folds_are_disjoint_contiguous_in_order_and_cover_every_sample(n, k):
-    x = torch.arange(n)  # each sample's value is its index ...
-    y = torch.arange(n) * 10  # ... and its label says which sample it belongs to
+    class Indexed(InMemoryDataModule):
+        def load(self):  # each sample's value is its index, and its label says which sample it is
+            return {"train": (torch.arange(n), torch.arange(n) * 10)}
+
     seen: list[int] = []
     for fold in range(k):
-        (val_x, val_y), (train_x, train_y) = kfold_split((x, y), k, fold)
+        dm = Indexed(num_folds=k, fold=fold)
+        dm.setup()
+        (val_x, val_y), (train_x, train_y) = dm.splits["val"], dm.splits["train"]
         val, train = val_x.tolist(), train_x.tolist()
         assert val_y.tolist() == [10 * i for i in val] and train_y.tolist() == [10 * i for i in train]
         assert val == list(range(*fold_bounds(n, k, fold))) and val, "a fold is one contiguous slice, in order"
@@ -129,7 +133,7 @@ def test_boston_kfold_task_is_the_book_protocol():
     assert list(cfg.kfold.final) == ["trainer.max_epochs=80", "data.batch_size=16"]
     assert (cfg.trainer.max_epochs, cfg.data.batch_size, cfg.data.val_size) == (100, 1, 0)
     assert (cfg.model.in_features, list(cfg.model.hidden), cfg.model.out_features) == (13, [64, 64], 1)
-    assert (cfg.task.monitor, cfg.task.problem.value) == ("val/mae", "regression")
+    assert (cfg.task.monitor, cfg.task.problem) == ("val/mae", "regression")
     assert dict(cfg.task.reference) == {"val/mae": 2.3838, "test/mae": 2.5532}
 
 

@@ -14,8 +14,8 @@ from dlwp.errors import CheckpointError
 from dlwp.model.dense import DenseNet
 from dlwp.paths import claim_dir
 from dlwp.record import best_of, redact_argv
-from dlwp.task.base import build_optimizer
-from dlwp.task.classification import binary_loss
+from dlwp.task.heads import binary_loss
+from dlwp.task.optim import build_optimizer
 from dlwp.task.metrics import Accuracy, BatchMean, MeanAbsoluteError
 
 
@@ -120,13 +120,11 @@ def test_checkpoints_with_pickled_code_are_refused(tmp_path):
 
 
 def test_reported_loss_includes_the_l2_penalty_as_keras_does():
-    from dlwp.task import build_task
+    from dlwp.task import SupervisedTask
 
-    opt = {"name": "rmsprop", "lr": 1e-3, "rho": 0.9, "eps": 1e-8, "momentum": 0.0, "weight_decay": 0.0,
-           "betas": [0.9, 0.999]}  # fmt: skip
     torch.manual_seed(0)
-    plain = build_task("binary", DenseNet(5, [4, 4], 1), opt, seed=0, keras_loss=True)
-    regularised = build_task("binary", DenseNet(5, [4, 4], 1, l2=0.001), opt, seed=0, keras_loss=True)
+    plain = SupervisedTask(DenseNet(5, [4, 4], 1), seed=0, problem="binary")
+    regularised = SupervisedTask(DenseNet(5, [4, 4], 1, l2=0.001), seed=0, problem="binary")
     regularised.network.load_state_dict(plain.network.state_dict())
     batch = (torch.randn(8, 5), torch.randint(0, 2, (8,)).float())
     penalty = regularised.network.regularization_loss()

@@ -56,3 +56,32 @@ def check_task(ckpt: dict[str, Any], path: Path, task: str) -> None:
     stored = ckpt["dlwp"]["config"]["task"]["name"]
     if stored != task:
         raise CheckpointError(f"{path} is a checkpoint of task '{stored}', not '{task}'")
+
+
+def init_from(module, spec: str, runs_dir: Path) -> dict[str, Any]:
+    """Load the network weights of a checkpoint (or a run directory's best) into `module.network`:
+    transfer, not resume (the optimiser, epoch and history start fresh). Weights are matched by
+    name and shape, so a network with another head takes everything else; returns what was done,
+    for the run record."""
+    from dlwp.record import sha256_file
+
+    if spec in NAMES:
+        raise CheckpointError(f"init_from={spec}: give the path of a checkpoint or a run directory")
+    path = resolve(spec, runs_dir, task="", prefer="best")
+    ckpt = load(path)
+    weights = {k.removeprefix("network."): v for k, v in ckpt["state_dict"].items() if k.startswith("network.")}
+    own = module.network.state_dict()
+    fitting = {k: v for k, v in weights.items() if k in own and own[k].shape == v.shape}
+    if not fitting:
+        raise CheckpointError(
+            f"init_from={spec}: no weight of {path} fits this network (no parameter has the same name and shape)"
+        )
+    module.network.load_state_dict(fitting, strict=False)
+    return {
+        "path": str(path),
+        "sha256": sha256_file(path),
+        "task": ckpt["dlwp"]["config"].get("task", {}).get("name"),
+        "loaded": len(fitting),
+        "kept_initial": sorted(set(own) - set(fitting)),
+        "ignored": sorted(set(weights) - set(fitting)),
+    }

@@ -1,80 +1,111 @@
-"""The `dlwp` command. Kept import-light: `--help` and `tasks` never import torch or Lightning."""
+"""The `dlwp` command. Kept import-light: `--help` and `tasks` never import torch or Lightning.
+
+Every subcommand is one entry of `COMMANDS`: its help lines and the function that runs it.
+A `hydra` command is composed by Hydra from `conf/<name>.yaml` (so `-m`, `--cfg`, `--help` and
+sweeps work as Hydra's do) and its function receives the config; the others get their arguments.
+"""
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
+from dataclasses import dataclass
 
-USAGE = """\
-usage: dlwp <command> [hydra overrides ...]
 
-Deep Learning with Python (1st ed.) experiments as reproducible Lightning + Hydra runs.
+@dataclass(frozen=True)
+class Command:
+    name: str
+    synopsis: str
+    """What follows the name in the usage line."""
+    summary: str
+    entry: str
+    """`module:function`; a hydra command's takes the composed config (and may return a sweep
+    objective), another's takes the argument list and returns the exit status."""
+    hydra: bool = False
+    examples: tuple[str, ...] = ()
 
-commands:
-  train [key=value ...]   train a book task (default: the embedded digits task)
-                            dlwp train task=mnist_dense seed=1 trainer.max_epochs=3
-                            dlwp train -m task=digits_dense seed=0,1,2      (Hydra multirun)
-                            dlwp train ckpt_path=last                       (resume the newest run)
-                            dlwp train --cfg job                            (print the config)
-  eval ckpt_path=PATH     evaluate a checkpoint (or a run directory) on its task's test split
-  tasks                   list the book tasks with their section, dataset and book result
-  ensemble ckpt_paths=[..] | sweep=DIR top_k=K
-                          average saved checkpoints of one task (book 7.3), evaluate on test
-  report PATH             book-style figures + summary.md for a run or a sweep directory
-  data list|status|fetch  the book's datasets: registry, what is on disk, verified download
-                            dlwp data fetch mnist --mirror ../shared/datasets
 
-Runs are written to runs/<task>/<timestamp>/ (run.json, config.yaml, metrics.csv, checkpoints/).
-`dlwp train --help` shows Hydra's help, with every config group and option.
-"""
+COMMANDS: tuple[Command, ...] = (
+    Command("train", "[key=value ...]", "train a book task (default: the embedded digits task)", "dlwp.train:main",
+            hydra=True, examples=(
+                "dlwp train task=mnist_dense seed=1 trainer.max_epochs=3",
+                "dlwp train -m task=digits_dense seed=0,1,2      (Hydra multirun)",
+                "dlwp train ckpt_path=last                       (resume the newest run)",
+                "dlwp train task=T init_from=RUN                 (start from a run's weights)",
+                "dlwp train --cfg job                            (print the config)",
+            )),  # fmt: skip
+    Command("eval", "ckpt_path=PATH", "evaluate a checkpoint (or a run directory) on its task's test split",
+            "dlwp.evaluate:evaluate", hydra=True),  # fmt: skip
+    Command("tasks", "", "list the book tasks with their section, dataset and book result", "dlwp.catalog:main"),
+    Command("ensemble", "ckpt_paths=[..] | sweep=DIR top_k=K",
+            "average saved checkpoints of one task (book 7.3), evaluate on test", "dlwp.ensemble:ensemble",
+            hydra=True),  # fmt: skip
+    Command("report", "PATH", "book-style figures + summary.md for a run or a sweep directory", "dlwp.report:main"),
+    Command("data", "list|status|fetch", "the book's datasets: registry, what is on disk, verified download",
+            "dlwp.data.cli:main", examples=("dlwp data fetch mnist --mirror ../shared/datasets",)),  # fmt: skip
+)
+BY_NAME = {c.name: c for c in COMMANDS}
+
+
+def usage() -> str:
+    lines = [
+        "usage: dlwp <command> [hydra overrides ...]",
+        "",
+        "Deep Learning with Python (1st ed.) experiments as reproducible Lightning + Hydra runs.",
+        "",
+        "commands:",
+    ]
+    for c in COMMANDS:
+        head = f"  {c.name} {c.synopsis}".rstrip()
+        lines.append(f"{head:<26}{c.summary}" if len(head) < 26 else f"{head}\n{'':<26}{c.summary}")
+        lines += [f"{'':<28}{e}" for e in c.examples]
+    lines += [
+        "",
+        "Runs are written to runs/<task>/<timestamp>/ (run.json, config.yaml, metrics.csv, checkpoints/).",
+        "`dlwp train --help` shows Hydra's help, with every config group and option.",
+        "Your own tasks, data and networks: DLWP_CONFIG_PATH=/path/to/conf (README: Start your own project).",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def entry_point(spec: str):
+    module, _, function = spec.partition(":")
+    return getattr(importlib.import_module(module), function)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
-        print(USAGE, end="")
+        print(usage(), end="")
         return 0
-    command, rest = argv[0], argv[1:]
-    if command == "--version":
+    name, rest = argv[0], argv[1:]
+    if name == "--version":
         from importlib.metadata import version
 
         print(f"dlwp {version('dlwp')}")
         return 0
-    if command == "tasks":
-        from dlwp.catalog import print_tasks
-        from dlwp.errors import DlwpError
-
-        try:
-            print_tasks()
-        except DlwpError as err:
-            print(f"dlwp tasks: error: {err}", file=sys.stderr)
-            return 2
-        return 0
-    if command == "report":
-        from dlwp.report import main as report_main
-
-        return report_main(rest)
-    if command == "data":
-        from dlwp.data.cli import main as data_main
-
-        return data_main(rest)
-    if command in ("train", "eval", "ensemble"):
+    command = BY_NAME.get(name)
+    if command is None:
+        print(f"dlwp: unknown command {name!r}\n\n{usage()}", file=sys.stderr, end="")
+        return 2
+    if command.hydra:
         return _run_hydra(command, rest)
-    print(f"dlwp: unknown command {command!r}\n\n{USAGE}", file=sys.stderr, end="")
-    return 2
+    return entry_point(command.entry)(rest)
 
 
-def _run_hydra(command: str, overrides: list[str]) -> int:
+def _run_hydra(command: Command, overrides: list[str]) -> int:
     """Hand the overrides to Hydra, so `-m`, `--cfg`, `--help` and sweeps behave as Hydra's do."""
     import hydra
 
     from dlwp.config.schema import register
     from dlwp.errors import DlwpError
-    from dlwp.paths import conf_dir, register_resolvers
+    from dlwp.paths import conf_dir, extra_search_path, register_resolvers
 
     register()
     register_resolvers()
     original_argv = list(sys.argv)
+    run = entry_point(command.entry)
 
     def task_function(cfg) -> float | None:
         # Restore the real command line: DDP launchers re-run sys.argv in each worker process.
@@ -82,36 +113,20 @@ def _run_hydra(command: str, overrides: list[str]) -> int:
         from hydra.core.hydra_config import HydraConfig
 
         in_sweep = HydraConfig.get().mode.name == "MULTIRUN"
-        distributed_job = in_sweep and command == "train" and _spawns_processes(cfg.trainer)
+        distributed_job = in_sweep and command.name == "train" and _spawns_processes(cfg.trainer)
         if distributed_job:
-            saved_env = _as_single_run(original_argv, command)
+            saved_env = _as_single_run(original_argv, command.name)
         try:
-            if command == "train" and cfg.kfold.k > 0:
-                from dlwp.kfold import run_kfold
-
-                return run_kfold(cfg)
-            if command == "train":
-                from dlwp.train import objective, train
-
-                return objective(cfg, train(cfg))
-            if command == "ensemble":
-                from dlwp.ensemble import ensemble
-
-                ensemble(cfg)
-                return None
-            from dlwp.evaluate import evaluate
-
-            evaluate(cfg)
-            return None
+            return run(cfg)
         except DlwpError as err:
-            print(f"dlwp {command}: error: {err}", file=sys.stderr)
+            print(f"dlwp {command.name}: error: {err}", file=sys.stderr)
             if in_sweep:  # one bad job must not end the sweep; its run.json records the failure
                 return float("nan")
             raise SystemExit(2) from None
         except Exception as err:
             if not in_sweep:
                 raise
-            print(f"dlwp {command}: job failed: {type(err).__name__}: {err}", file=sys.stderr)
+            print(f"dlwp {command.name}: job failed: {type(err).__name__}: {err}", file=sys.stderr)
             return float("nan")
         finally:
             if distributed_job:
@@ -119,11 +134,14 @@ def _run_hydra(command: str, overrides: list[str]) -> int:
 
     try:
         config_path = str(conf_dir())
+        search = extra_search_path()
     except DlwpError as err:
-        print(f"dlwp {command}: error: {err}", file=sys.stderr)
+        print(f"dlwp {command.name}: error: {err}", file=sys.stderr)
         return 2
-    sys.argv = [f"dlwp {command}", *overrides]
-    entry = hydra.main(config_path=config_path, config_name=command, version_base="1.3")(task_function)
+    if search and not any(o.startswith("hydra.searchpath=") for o in overrides):
+        overrides = [f"hydra.searchpath=[{','.join(search)}]", *overrides]
+    sys.argv = [f"dlwp {command.name}", *overrides]
+    entry = hydra.main(config_path=config_path, config_name=command.name, version_base="1.3")(task_function)
     try:
         entry()
     finally:

@@ -17,12 +17,12 @@ from omegaconf import DictConfig
 
 from dlwp import checkpoints
 from dlwp.config import to_plain
+from dlwp.data import tree
 from dlwp.errors import CheckpointError, ConfigError
 from dlwp.evaluate import load_model
 from dlwp.record import LOWER_IS_BETTER, RunRecord, sha256_file
 from dlwp.train import data_record, output_dir
 
-EPS = 1e-7
 SIZE_ONLY = ("batch_size", "eval_batch_size")  # data options that do not change the data itself
 
 
@@ -43,30 +43,26 @@ def _data_identity(cfg) -> dict[str, Any]:
 
 
 @torch.no_grad()
-def predictions(module, batches) -> tuple[torch.Tensor, torch.Tensor]:
-    """(outputs as the book's model gives them: probabilities or values, targets) on a split."""
+def predictions(module, batches) -> tuple[tree.Part, tree.Part]:
+    """(outputs as the book's model gives them: probabilities or values, targets) on a split; each
+    a tensor, or a dict by output name for a multi-output task."""
     module.eval()
     outs, targets = [], []
     for x, y in batches:
         outs.append(module.predict(module(x)))
         targets.append(y)
-    return torch.cat(outs), torch.cat(targets)
+    return tree.cat(outs), tree.cat(targets)
 
 
-def score(problem: str, probs: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
-    """Keras' loss and metric from averaged outputs (probabilities clipped as Keras does)."""
-    if problem == "regression":
-        err = probs.reshape(y.shape) - y
-        return {"test/loss": err.square().mean().item(), "test/mae": err.abs().mean().item()}
-    p = probs.clamp(EPS, 1 - EPS)
-    if problem == "multiclass":
-        loss = -p.gather(1, y.long().unsqueeze(1)).log().mean()
-        acc = (probs.argmax(1) == y).float().mean()
-    else:
-        yf = y.float().reshape(p.shape)
-        loss = -(yf * p.log() + (1 - yf) * (1 - p).log()).mean()
-        acc = ((probs > 0.5) == yf.bool()).float().mean()
-    return {"test/loss": loss.item(), "test/acc": acc.item()}
+def weighted_sum(parts: list[tree.Part], weights: list[float]) -> tree.Part:
+    if isinstance(parts[0], dict):
+        return {name: sum(w * p[name] for p, w in zip(parts, weights, strict=True)) for name in parts[0]}
+    return sum(w * p for p, w in zip(parts, weights, strict=True))
+
+
+def test_metrics(module, predicted: tree.Part, targets: tree.Part) -> dict[str, float]:
+    """Keras' loss and metrics of (averaged) outputs, probabilities clipped as Keras does."""
+    return {f"test/{k}": v for k, v in module.score(predicted, targets).items()}
 
 
 def ensemble(cfg: DictConfig) -> dict[str, Any]:
@@ -98,20 +94,19 @@ def ensemble(cfg: DictConfig) -> dict[str, Any]:
     try:
         record.update(task=first_cfg.task.name, data=data_record(first_cfg, datamodule))
         datamodule.setup("test")
-        problem = first_cfg.task.problem.value
-        combined, members = None, []
+        outputs, members = [], []
         for path, weight, (_, _, module) in zip(paths, weights, loaded, strict=True):
             probs, y = predictions(module, datamodule.test_dataloader())
-            metrics = score(problem, probs, y)
+            metrics = test_metrics(module, probs, y)
             members.append({"checkpoint": str(path), "sha256": sha256_file(path), "weight": weight, **metrics})
-            combined = probs * weight if combined is None else combined + probs * weight
-        result = score(problem, combined, y)
+            outputs.append(probs)
+        result = test_metrics(loaded[0][2], weighted_sum(outputs, weights), y)
         record.update(members=members, metrics={"final": result}, weights=weights)
         record.finish("completed")
     except BaseException as err:
         record.finish("failed", err)
         raise
-    key = "test/acc" if "test/acc" in result else "test/mae"
+    key = next((k for k in result if k.endswith(("/acc", "/mae"))), "test/loss")
     lines = [f"dlwp ensemble: {first_cfg.task.name}, {len(paths)} members"]
     lines += [f"  {m['checkpoint']}  weight {m['weight']:.3f}  {key} {m[key]:.4f}" for m in members]
     lines += [f"  ensemble {key} {result[key]:.4f}  test/loss {result['test/loss']:.4f}", f"  record: {record.path}"]

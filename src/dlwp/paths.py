@@ -35,6 +35,29 @@ def conf_dir() -> Path:
     )
 
 
+CONFIG_PATH_ENV = "DLWP_CONFIG_PATH"
+
+
+def extra_conf_dirs() -> list[Path]:
+    """Config trees of your own project (`$DLWP_CONFIG_PATH`, separated by `os.pathsep`), searched
+    before dlwp's `conf/`: their `task/`, `data/` and `model/` files add tasks, datasets and
+    networks without editing dlwp (README: Start your own project)."""
+    from dlwp.errors import ConfigError
+
+    dirs = []
+    for entry in filter(None, os.environ.get(CONFIG_PATH_ENV, "").split(os.pathsep)):
+        path = Path(entry).expanduser().resolve()
+        if not path.is_dir():
+            raise ConfigError(f"{CONFIG_PATH_ENV}: {entry} is not a directory (it should hold task/, data/, model/ ...)")
+        dirs.append(path)
+    return dirs
+
+
+def extra_search_path() -> list[str]:
+    """`extra_conf_dirs` as Hydra search-path entries."""
+    return [f"file://{path}" for path in extra_conf_dirs()]
+
+
 def claim_dir(parent: Path | str, stamp: str | None = None) -> Path:
     """Create and return a new directory `parent/<timestamp>[-N]`; never one that exists.
 

@@ -108,9 +108,48 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def hash_cache_file() -> Path:
+    """Where file hashes are remembered: `$DLWP_CACHE_DIR`, else `$XDG_CACHE_HOME/dlwp` (~/.cache)."""
+    base = os.environ.get("DLWP_CACHE_DIR") or Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser() / "dlwp"
+    return Path(base) / "sha256.json"
+
+
+def _stat_key(stat: os.stat_result) -> list[int]:
+    # what a rewrite of the file changes (a replaced file also has a new inode); as DVC's state db
+    return [stat.st_size, stat.st_mtime_ns, stat.st_ino, stat.st_ctime_ns]
+
+
 def file_identities(paths: Iterable[Path]) -> list[dict[str, Any]]:
-    """sha256 and size of each data file a run read, so the exact bytes can be named later."""
-    return [{"path": str(p), "bytes": p.stat().st_size, "sha256": sha256_file(p)} for p in paths if Path(p).is_file()]
+    """sha256 and size of each data file a run read, so the exact bytes can be named later.
+
+    A file's hash is remembered by its path, size, mtime, inode and ctime (`hash_cache_file`): a
+    run over the 5,000 images of cats vs dogs hashes them once, not on every run.
+    """
+    cache_file = hash_cache_file()
+    try:
+        cache = json.loads(cache_file.read_text())
+    except (OSError, ValueError):
+        cache = {}
+    out, changed = [], False
+    for p in map(Path, paths):
+        if not p.is_file():
+            continue
+        key, stat = str(p.resolve()), p.stat()
+        entry = cache.get(key)
+        if isinstance(entry, list) and len(entry) == 5 and entry[:4] == _stat_key(stat):
+            digest = entry[4]
+        else:
+            digest = sha256_file(p)
+            cache[key] = [*_stat_key(stat), digest]
+            changed = True
+        out.append({"path": str(p), "bytes": stat.st_size, "sha256": digest})
+    if changed:
+        try:
+            cache_file.parent.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(cache_file, cache)
+        except OSError:
+            pass  # an unwritable cache only costs the next run the hashing
+    return out
 
 
 def process_age_s() -> float | None:
@@ -141,7 +180,7 @@ def peak_gpu_mb() -> float | None:
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # several processes may write one file
     tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
     os.replace(tmp, path)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import sys
 from pathlib import Path
 from typing import Any
@@ -9,7 +10,6 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from dlwp import checkpoints
-from dlwp.baselines import baselines
 from dlwp.errors import ConfigError, DataMissingError
 from dlwp.paths import claim_dir, discard_if_unused
 from dlwp.record import RunRecord, best_of, device_info, file_identities, redact_argv
@@ -135,18 +135,26 @@ def train(cfg: DictConfig, run_dir: Path | None = None) -> dict[str, Any]:
     try:
         L.seed_everything(cfg.seed, workers=True, verbose=False)
         datamodule, module = build(cfg)
-        record.update(data=data_record(cfg, datamodule))
+        fetch_on_first_use(cfg, datamodule)
+        record.update(data=data_record(cfg, datamodule, run_dir))
         _check_pinned(cfg, record.data["data"]["version"])  # before reading any data
         datamodule.setup("fit")  # a missing or corrupt dataset fails here, before any Lightning set-up
         record.data["data"]["sizes"] = datamodule.sizes()
-        record.update(baselines=baselines(cfg.task.problem.value, datamodule.splits["train"][1],
-                                          datamodule.splits["test"][1]))  # fmt: skip
-        _check_monitor(cfg, datamodule)
+        module.check_batch(datamodule.example_batch())  # named outputs and targets fit the task
+        record.update(baselines=run_baselines(module, datamodule))
+        _check_monitor(cfg, datamodule, module)
         ckpt_path = None
         if cfg.ckpt_path is not None:
+            if cfg.init_from is not None:
+                raise ConfigError("ckpt_path resumes a run (weights, optimiser, epoch); init_from starts a new "
+                                  "one from weights: give one of them")  # fmt: skip
             ckpt_path = checkpoints.resolve(cfg.ckpt_path, Path(cfg.paths.runs_dir), cfg.task.name, prefer="last")
             checkpoints.check_task(checkpoints.load(ckpt_path), ckpt_path, cfg.task.name)
         record.update(resumed_from=str(ckpt_path) if ckpt_path else None)
+        if cfg.init_from is not None:
+            record.update(init_from=checkpoints.init_from(module, cfg.init_from, Path(cfg.paths.runs_dir)))
+        if module.frozen:
+            record.update(frozen_parameters=len(module.frozen))
         module.run_config = to_plain(cfg, resolve=False)
         history = EpochHistory(
             run_dir / "metrics.csv",
@@ -171,7 +179,9 @@ def train(cfg: DictConfig, run_dir: Path | None = None) -> dict[str, Any]:
         record.update(device=device_info(trainer.strategy.root_device.type) | distribution)
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
         final = dict(history.rows[-1]) if history.rows else {}
-        if cfg.test:
+        if cfg.test and "test" not in datamodule.splits:
+            print(f"dlwp: {cfg.task.name}: this dataset has no test split; nothing tested", file=sys.stderr)
+        elif cfg.test:
             tested = trainer.test(module, datamodule=datamodule, verbose=False)
             final |= {k: round(float(v), 7) for k, v in tested[0].items()}
         record.update(
@@ -193,6 +203,15 @@ def train(cfg: DictConfig, run_dir: Path | None = None) -> dict[str, Any]:
     return record.data
 
 
+def main(cfg: DictConfig) -> float:
+    """`dlwp train`: one run, or a K-fold run (`kfold.k > 0`); returns the sweep objective."""
+    if cfg.kfold.k > 0:
+        from dlwp.kfold import run_kfold
+
+        return run_kfold(cfg)
+    return objective(cfg, train(cfg))
+
+
 def objective(cfg: DictConfig, data: dict[str, Any]) -> float:
     """The number a sweep optimises: the best value of `task.monitor` over the run's epochs."""
     metrics = data.get("metrics", {})
@@ -201,8 +220,16 @@ def objective(cfg: DictConfig, data: dict[str, Any]) -> float:
     return float("nan") if value is None else float(value)
 
 
-def data_record(cfg: DictConfig, datamodule) -> dict[str, Any]:
-    """What data a run read: module, source, each file's sha256, split sizes, the DVC version."""
+MANY_FILES = 50
+"""Beyond this many data files, run.json names them by one digest and lists them in a file beside it."""
+
+
+def data_record(cfg: DictConfig, datamodule, run_dir: Path | None = None) -> dict[str, Any]:
+    """What data a run read: module, source, each file's sha256, split sizes, the DVC version.
+
+    With more than `MANY_FILES` files (a folder of images) run.json gets their count, bytes and
+    the sha256 of their list, and `<run>/data.sha256` lists each one (`sha256sum -c` format).
+    """
     from dlwp.data.registry import identify
     from dlwp.data.version import data_version
 
@@ -214,12 +241,55 @@ def data_record(cfg: DictConfig, datamodule) -> dict[str, Any]:
         if under_data_dir
         else {"tracked": False, "in_sync": None, "reason": "the files read are not under paths.data_dir"}
     )
-    return {
-        "module": cfg.data._target_,
-        "source": datamodule.source,
-        "files": [f | (identify(f["sha256"]) or {"variant": "not in the registry"}) for f in file_identities(files)],
-        "version": version,
+    identities = file_identities(files)
+    record = {"module": cfg.data._target_, "source": datamodule.source, "version": version}
+    if len(identities) <= MANY_FILES:
+        record["files"] = [f | (identify(f["sha256"]) or {"variant": "not in the registry"}) for f in identities]
+        return record
+    listing = "".join(f"{f['sha256']}  {f['path']}\n" for f in identities)
+    if run_dir is not None and is_rank_zero():
+        (run_dir / "data.sha256").write_text(listing)
+    known = sum(identify(f["sha256"]) is not None for f in identities)
+    record["files"] = {
+        "count": len(identities),
+        "bytes": sum(f["bytes"] for f in identities),
+        "list_sha256": hashlib.sha256(listing.encode()).hexdigest(),
+        "list_file": "data.sha256" if run_dir is not None else None,
+        "in_registry": known,
     }
+    return record
+
+
+def run_baselines(module, datamodule) -> dict[str, float]:
+    """The task's trivial baselines on the test split (or validation, without one), and the data's."""
+    evaluated = "test" if "test" in datamodule.splits else "val" if "val" in datamodule.splits else None
+    found = module.baselines(datamodule.targets("train"), datamodule.targets(evaluated)) if evaluated else {}
+    return found | datamodule.baselines()
+
+
+def fetch_on_first_use(cfg: DictConfig, datamodule) -> None:
+    """Fetch a task's missing data before training, as Keras' `load_data()` does: from
+    `$DLWP_DATA_MIRROR` when set, else the dataset's published URLs, verified, with a progress
+    bar. Nothing happens with `data.download=false`, for data outside `paths.data_dir`, or for a
+    dataset the registry does not know; the data module then says what is missing and how to get it."""
+    name = getattr(datamodule, "dataset", None)
+    if datamodule.source != "real" or not getattr(datamodule, "download", False) or name is None:
+        return
+    data_dir = Path(cfg.paths.data_dir).resolve()
+    missing = [Path(f) for f in datamodule.files() if not Path(f).is_file()]
+    if not missing or not all(data_dir in f.resolve().parents for f in missing):
+        return
+    from dlwp.data.base import ways_to_get
+    from dlwp.data.fetch import fetch, mirror_root
+
+    mirror = mirror_root()
+    where = f"the mirror {mirror}" if mirror else "its published URL"
+    print(f"dlwp: {name} is not in {data_dir}; fetching it from {where} (data.download=false to stop instead)",
+          file=sys.stderr)  # fmt: skip
+    try:
+        fetch(name, data_dir, mirror, progress=True)
+    except DataMissingError as err:
+        raise DataMissingError(f"{name} is missing and could not be fetched: {err}\n{ways_to_get(name)}") from None
 
 
 def _check_pinned(cfg: DictConfig, version: dict[str, Any]) -> None:
@@ -232,13 +302,19 @@ def _check_pinned(cfg: DictConfig, version: dict[str, Any]) -> None:
         )
 
 
-def _check_monitor(cfg: DictConfig, datamodule) -> None:
-    stage = cfg.task.monitor.split("/", 1)[0]
+def _check_monitor(cfg: DictConfig, datamodule, module) -> None:
+    monitor = cfg.task.monitor
+    if monitor not in module.metric_names():
+        logged = [n for n in module.metric_names() if not n.startswith("test/")]
+        raise ConfigError(f"task.monitor={monitor} is not a metric this task logs; it logs {', '.join(logged)}")
+    stage = monitor.split("/", 1)[0]
     if stage == "val" and "val" not in datamodule.sizes():
         raise ConfigError(
-            f"task.monitor={cfg.task.monitor} needs a validation split, but this data has none: "
+            f"task.monitor={monitor} needs a validation split, but this data has none: "
             "set data.val_size (samples held out from training) or task.monitor=train/loss"
         )
+    if stage == "test":
+        raise ConfigError(f"task.monitor={monitor}: the best checkpoint cannot be chosen on the test split")
 
 
 def _checkpoint_files(run_dir: Path) -> dict[str, str]:
@@ -250,10 +326,11 @@ def summary(cfg: DictConfig, data: dict[str, Any]) -> str:
     final = data.get("metrics", {}).get("final", {})
     lines = [f"dlwp: {cfg.task.name} (book {cfg.task.section}) finished in {data.get('wall_time_s', 0):.1f} s"]
     shown = [k for k in final if k.startswith("test/")] or [k for k in final if k.startswith(("val/", "train/"))]
+    width = max([12, *map(len, shown)])
     for key in shown:
         ref = cfg.task.reference.get(key)  # None: no book number for it
         ref_text = f"   (book: {ref:.4f})" if ref is not None else ""
-        lines.append(f"  {key:<12} {final[key]:.4f}{ref_text}")
+        lines.append(f"  {key:<{width}} {final[key]:.4f}{ref_text}")
     if data.get("baselines"):
         lines.append("  baselines:    " + ", ".join(f"{k} {v:.4f}" for k, v in data["baselines"].items()))
     lines.append(f"  run: {data['run_dir']}")

@@ -16,7 +16,7 @@ def build_callbacks(cfg, run_dir: Path, history: EpochHistory) -> list[Callback]
     if cfg.trainer.enable_progress_bar:
         callbacks.append(ThrottledProgressBar())
     ckpt = cfg.callbacks.checkpoint
-    mode = str(cfg.task.monitor_mode.value)
+    mode = str(cfg.task.monitor_mode)  # min | max (validated by dlwp.config.schema.TaskMeta)
     # Saved at the end of the training epoch, after validation and after the history row is added,
     # so a checkpoint holds the whole epoch. Two callbacks: Lightning's own `save_last` only
     # refreshes last.ckpt on epochs where best.ckpt improved.

@@ -2,33 +2,68 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
-from dlwp.config.schema import TrainConfig
-from dlwp.config.targets import check_target
+from dlwp.config.schema import DEFAULT_TASK_CLASS, TaskMeta, TrainConfig
+from dlwp.config.targets import check_target, locate
 from dlwp.errors import ConfigError
+
+TASK_META = tuple(f.name for f in dataclasses.fields(TaskMeta))
+TASK_INJECTED = ("network", "seed")
+"""Arguments of a task class that dlwp passes in: the built network and the run's seed."""
 
 
 def validate(cfg: DictConfig) -> DictConfig:
-    """Check the whole run config; return it with `data`/`model` typed and defaults filled in.
+    """Check the whole run config; return it with `task`/`data`/`model` typed and defaults filled in.
 
     Hydra has already enforced the dataclass schema for everything else; this adds the checks it
     cannot do (constructor signatures, missing values) so they also fail before any training.
     """
     try:
-        missing = sorted(OmegaConf.missing_keys(cfg))
+        missing = sorted(k for k in OmegaConf.missing_keys(cfg) if not k.startswith("task."))
     except OmegaConfBaseException as err:
         raise ConfigError(str(err)) from err
     if missing:
         raise ConfigError(f"missing values for: {', '.join(missing)}")
+    task = validate_task(cfg.task)
     data = check_target(cfg.data, "data", injected=("seed",))  # the run's `seed` is passed in
     model = check_target(cfg.model, "model")
     with open_dict(cfg):
-        cfg.data, cfg.model = data, model
+        cfg.task, cfg.data, cfg.model = task, data, model
     return cfg
+
+
+def validate_task(node: DictConfig) -> DictConfig:
+    """The task node checked twice: its `TaskMeta` keys against that schema, the rest against the
+    constructor of its class (`_target_`, default `SupervisedTask`, for which `problem:` is all
+    that is needed)."""
+    if not isinstance(node, DictConfig):
+        raise ConfigError("'task' must be a mapping (pick one with task=<name>; `dlwp tasks` lists them)")
+    meta_keys = [k for k in TASK_META if k in node]
+    try:
+        meta = OmegaConf.merge(OmegaConf.structured(TaskMeta), OmegaConf.masked_copy(node, meta_keys))
+        missing = sorted(OmegaConf.missing_keys(meta))
+    except OmegaConfBaseException as err:
+        bad = getattr(err, "full_key", "") or ""
+        raise ConfigError(f"'task.{bad}': {str(err).splitlines()[0]}") from err
+    if missing:
+        raise ConfigError(f"missing values for: {', '.join(f'task.{k}' for k in missing)}")
+    ctor = OmegaConf.masked_copy(node, [k for k in node if k not in TASK_META])
+    if "_target_" not in ctor:
+        with open_dict(ctor):
+            ctor._target_ = DEFAULT_TASK_CLASS
+    ctor = check_target(ctor, "task", injected=TASK_INJECTED, also_valid=TASK_META)
+    return OmegaConf.create({**OmegaConf.to_container(meta, enum_to_str=True), **OmegaConf.to_container(ctor)})
+
+
+def task_options(cfg: DictConfig) -> dict[str, Any]:
+    """The task class's constructor arguments (plain values) from a validated config."""
+    options = to_plain(cfg.task, resolve=True)
+    return {k: v for k, v in options.items() if k not in TASK_META and k != "_target_"}
 
 
 def typed(config: dict[str, Any]) -> DictConfig:
@@ -47,15 +82,9 @@ def build(cfg: DictConfig):
     """The data module and the LightningModule a validated config describes."""
     from hydra.utils import instantiate
 
-    from dlwp.task import build_task
-
     datamodule = instantiate(cfg.data, seed=cfg.seed)
     network = instantiate(cfg.model)
-    module = build_task(
-        cfg.task.problem.value,
-        network,
-        optimizer=to_plain(cfg.task.optimizer, resolve=True),
-        seed=cfg.seed,
-        keras_loss=cfg.task.keras_loss,
-    )
+    task_class = locate(cfg.task._target_)
+    module = task_class(network=network, seed=cfg.seed, **task_options(cfg))
+    module.accumulate = int(cfg.trainer.accumulate_grad_batches)
     return datamodule, module

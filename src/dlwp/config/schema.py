@@ -1,10 +1,10 @@
 """Typed schema of the whole config tree.
 
 Hydra merges every YAML file in `conf/` into these dataclasses, so an unknown key or a value of the
-wrong type fails at start-up with the key's full name, not an hour into training. The `data` and
-`model` nodes name a class with `_target_`; their keys are checked against that class's
-constructor signature instead (see `dlwp.config.targets`), so a new network or dataset needs no
-schema of its own.
+wrong type fails at start-up with the key's full name, not an hour into training. The `task`,
+`data` and `model` nodes name a class with `_target_`; their keys are checked against that class's
+constructor signature instead (see `dlwp.config.targets`), so a new network, dataset or kind of
+training needs no schema of its own. The task node also carries `TaskMeta` (what the task is).
 """
 
 from __future__ import annotations
@@ -16,15 +16,6 @@ from typing import Any
 from omegaconf import MISSING
 
 
-class Problem(Enum):
-    """The learning problem; it picks the generic LightningModule (see `dlwp.task`)."""
-
-    binary = "binary"  # one sigmoid output, labels 0/1
-    multiclass = "multiclass"  # softmax over classes, integer labels
-    multilabel = "multilabel"  # independent sigmoids, 0/1 label vectors
-    regression = "regression"  # real-valued targets, MSE loss
-
-
 class Mode(Enum):
     min = "min"
     max = "max"
@@ -34,6 +25,48 @@ class OptimizerName(Enum):
     rmsprop = "rmsprop"
     adam = "adam"
     sgd = "sgd"
+
+
+class ScheduleName(Enum):
+    none = "none"
+    keras_decay = "keras_decay"
+    plateau = "plateau"
+    step = "step"
+    cosine = "cosine"
+
+
+@dataclass
+class ScheduleConfig:
+    """A learning-rate schedule (`dlwp.task.optim`); only the keys of the chosen one are read."""
+
+    name: ScheduleName = ScheduleName.none
+    """none | keras_decay (Keras `decay`) | plateau (ReduceLROnPlateau) | step | cosine"""
+    decay: float = 0.0
+    """keras_decay: lr / (1 + decay * optimiser steps so far), as Keras' `decay` argument."""
+    monitor: str = "val/loss"
+    """plateau: the metric watched (Keras' default `val_loss`)."""
+    mode: Mode = Mode.min
+    factor: float = 0.1
+    """plateau: lr *= factor after `patience` epochs without an improvement of 1e-4."""
+    patience: int = 10
+    cooldown: int = 0
+    min_lr: float = 0.0
+    step_size: int = 10
+    """step: lr *= gamma every step_size epochs."""
+    gamma: float = 0.1
+    t_max: int | None = None
+    """cosine: epochs of one half-cosine from lr to eta_min; None: trainer.max_epochs."""
+    eta_min: float = 0.0
+
+
+@dataclass
+class ParamGroupConfig:
+    """Parameters (glob on their names in the network, e.g. `features.*`) with their own settings."""
+
+    params: str = MISSING
+    lr: float | None = None
+    """None: the optimiser's `lr`."""
+    weight_decay: float | None = None
 
 
 @dataclass
@@ -55,11 +88,26 @@ class OptimizerConfig:
     """Keras' `clipnorm`: rescale the gradients when their global norm exceeds it."""
     clipvalue: float | None = None
     """Keras' `clipvalue`: clip each gradient element to [-clipvalue, clipvalue] (book 8.5's GAN)."""
+    param_groups: list[ParamGroupConfig] = field(default_factory=list)
+    """Per-group settings, e.g. a smaller lr for a pretrained base; the first matching group wins."""
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
 
 
 @dataclass
-class TaskConfig:
-    """One book experiment: what is learned, how it is optimised, and what the book got."""
+class OutputConfig:
+    """One named output of a multi-output task (`dlwp.task.MultiOutputTask`, book 7.1.3)."""
+
+    problem: str = MISSING
+    """binary | multiclass | multilabel | regression"""
+    loss_weight: float = 1.0
+    """Its weight in the trained loss (Keras' `loss_weights`); must be >= 0."""
+    loss: str | None = None
+    """None: the problem's loss; regression may choose `mae` instead of `mse`."""
+
+
+@dataclass
+class TaskMeta:
+    """What every task node says about itself, whatever its class (`task._target_`)."""
 
     name: str = MISSING
     """Directory name of the task's runs, e.g. `mnist_dense`."""
@@ -67,13 +115,9 @@ class TaskConfig:
     """Book section (1st edition), e.g. "2.1"."""
     title: str = MISSING
     dataset: str = MISSING
-    problem: Problem = MISSING
-    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     monitor: str = "val/loss"
-    """Metric that picks the best checkpoint, as `stage/metric`."""
+    """Metric that picks the best checkpoint, as `stage/metric` (`val/sentiment/acc` for an output)."""
     monitor_mode: Mode = Mode.min
-    keras_loss: bool = True
-    """Clip probabilities to [1e-7, 1 - 1e-7] inside the loss, as Keras 2.0.8 does."""
     reference: dict[str, float | None] = field(default_factory=dict)
     """The result the book's notebook printed, under our metric names (e.g. `test/acc`); a task
     built on another one sets an inherited key to null to drop it."""
@@ -81,11 +125,20 @@ class TaskConfig:
     """Where `reference` comes from (notebook cell), so it can be checked."""
 
 
+DEFAULT_TASK_CLASS = "dlwp.task.SupervisedTask"
+"""The task class of a node without `_target_`: `problem: multiclass` is all a supervised task needs."""
+
+
 @dataclass
 class TrainerConfig:
     """The subset of `lightning.Trainer` arguments a run may set (typos fail at start-up)."""
 
     max_epochs: int = 1
+    max_steps: int = -1
+    """Stop after this many optimiser steps (-1: no limit; a GAN counts both of its steps)."""
+    accumulate_grad_batches: int = 1
+    """Sum the gradients of this many batches before each optimiser step (dlwp's own, as dlwp tasks
+    optimise manually)."""
     accelerator: str = "auto"
     devices: Any = 1
     """An int, a list of device ids, or "auto"."""
@@ -183,9 +236,20 @@ class KFoldConfig:
     e.g. ["trainer.max_epochs=80", "data.batch_size=16"]; empty: no final model."""
 
 
+def task_defaults() -> dict[str, Any]:
+    """The keys every task node has before a task's YAML is merged in, so that the command line
+    sets them as it sets any other key (`task.optimizer.lr=0.01`, `task.monitor_mode=max`)."""
+    from omegaconf import OmegaConf
+
+    optimizer = OmegaConf.to_container(OmegaConf.structured(OptimizerConfig), enum_to_str=True)
+    return {"monitor": "val/loss", "monitor_mode": "min", "optimizer": optimizer, "freeze": [], "unfreeze": []}
+
+
 @dataclass
 class TrainConfig:
-    task: TaskConfig = field(default_factory=TaskConfig)
+    task: dict[str, Any] = field(default_factory=task_defaults)
+    """`TaskMeta` keys, plus `_target_`: a `dlwp.task.BookTask` subclass (default
+    `SupervisedTask`), whose constructor's signature checks the other keys (dlwp.config.validate)."""
     data: Any = MISSING
     """`_target_`: a LightningDataModule from `dlwp.data`; keys checked against its signature."""
     model: Any = MISSING
@@ -198,6 +262,9 @@ class TrainConfig:
     """Seeds weights, shuffling and dropout; `seed=0` is a seed like any other."""
     ckpt_path: str | None = None
     """Resume: a checkpoint file, a run directory, or `last` (newest `last.ckpt` of this task)."""
+    init_from: str | None = None
+    """Transfer: start from the network weights of a checkpoint or run directory (its best); the
+    optimiser, epoch and history start fresh. Weights are matched by name and shape."""
     test: bool = True
     """Evaluate the final model on the test split after training."""
     require_pinned_data: bool = False

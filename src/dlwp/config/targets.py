@@ -36,8 +36,8 @@ _SUPPORTED = (int, float, bool, str)
 
 def _omegaconf_type(annotation: Any) -> Any:
     """Map a Python annotation to one OmegaConf can enforce; anything richer is left unchecked."""
-    if annotation in _SUPPORTED:
-        return annotation
+    if annotation in _SUPPORTED or dataclasses.is_dataclass(annotation):
+        return annotation  # a dataclass is a nested schema: its keys and types are checked too
     if typing.get_origin(annotation) is typing.Literal:
         return str if all(isinstance(a, str) for a in typing.get_args(annotation)) else Any
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
@@ -48,7 +48,10 @@ def _omegaconf_type(annotation: Any) -> Any:
         return Any
     if origin in (list, tuple, collections.abc.Sequence):
         inner = _omegaconf_type(args[0]) if args else Any
-        return list[inner] if inner in _SUPPORTED else list[Any]
+        return list[inner] if inner in _SUPPORTED or dataclasses.is_dataclass(inner) else list[Any]
+    if origin in (dict, collections.abc.Mapping) and len(args) == 2 and args[0] is str:
+        inner = _omegaconf_type(args[1])
+        return dict[str, inner] if inner in _SUPPORTED or dataclasses.is_dataclass(inner) else dict[str, Any]
     return Any
 
 
@@ -71,6 +74,16 @@ def _init_params(cls: type) -> list[tuple[inspect.Parameter, Any]]:
     return list(params.values())
 
 
+def _nested_dataclass(annotation: Any) -> type | None:
+    """The dataclass of an `X` or `X | None` annotation, else None."""
+    if dataclasses.is_dataclass(annotation):
+        return annotation
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(args) == 1:
+        return args[0] if dataclasses.is_dataclass(args[0]) else None
+    return None
+
+
 def signature_schema(cls: type, injected: tuple[str, ...] = ()) -> type:
     """A dataclass mirroring `cls.__init__`: same names, enforceable types, same defaults.
 
@@ -81,8 +94,11 @@ def signature_schema(cls: type, injected: tuple[str, ...] = ()) -> type:
         if param.name in injected:
             continue
         ftype = _omegaconf_type(annotation)
+        nested = _nested_dataclass(annotation)
         if param.default is inspect.Parameter.empty:
             field = dataclasses.field(default="???")
+        elif param.default is None and nested is not None:  # None: the nested schema's defaults
+            field = dataclasses.field(default_factory=nested)
         elif isinstance(param.default, (list, dict, tuple)):
             default = list(param.default) if isinstance(param.default, tuple) else param.default
             field = dataclasses.field(default_factory=lambda d=default: d)
@@ -103,8 +119,11 @@ def literal_violations(cls: type, node: DictConfig, key: str) -> list[str]:
     return errors
 
 
-def check_target(node: DictConfig, key: str, injected: tuple[str, ...] = ()) -> DictConfig:
-    """Validate a `_target_` node; return it typed, with the constructor's defaults filled in."""
+def check_target(node: DictConfig, key: str, injected: tuple[str, ...] = (), also_valid: tuple[str, ...] = ()) -> DictConfig:
+    """Validate a `_target_` node; return it typed, with the constructor's defaults filled in.
+
+    `also_valid`: keys of the node that are checked elsewhere (they are suggested for typos).
+    """
     if not isinstance(node, DictConfig) or "_target_" not in node:
         raise ConfigError(f"'{key}' must be a mapping with a `_target_` naming a class")
     cls = locate(node._target_)
@@ -116,7 +135,7 @@ def check_target(node: DictConfig, key: str, injected: tuple[str, ...] = ()) -> 
     del given["_target_"]
     unknown = [k for k in given if k not in schema.keys()]  # noqa: SIM118 (`in` skips ??? values)
     if unknown:
-        valid = list(schema.keys())
+        valid = list(schema.keys()) + list(also_valid)
         hints = []
         for k in unknown:
             close = difflib.get_close_matches(str(k), valid, n=1)

@@ -1,90 +1,101 @@
-"""Whole-batch slicing of in-memory tensors: the fast path for every dataset that fits in RAM.
+"""Global batches: the per-epoch order, the batches, and each process's share of them.
 
-A `DataLoader` over a `TensorDataset` indexes one sample at a time and collates the batch in
-Python; for the book's small dense networks that costs more than the forward pass. Here a batch
-is one gather per tensor (`x[idx]`), and the epoch's order is a pure function of `(seed, epoch)`,
-so a run resumed at epoch k sees exactly the batches an uninterrupted run would.
+Two ways to serve them share this planning:
+
+- `TensorBatches`: whole-batch slicing of in-memory tensors, the fast path for every dataset that
+  fits in RAM. A `DataLoader` over a `TensorDataset` indexes one sample at a time and collates the
+  batch in Python; for the book's small dense networks that costs more than the forward pass. Here
+  a batch is one gather per tensor (`x[idx]`).
+- `BatchPlan` as a `DataLoader` batch sampler (`dlwp.data.streaming`): datasets read per sample.
+
+The epoch's order is a pure function of `(seed, epoch)`, so a run resumed at epoch k sees exactly
+the batches an uninterrupted run would.
 
 Distributed runs (DDP, FSDP: W processes): `batch_size` stays the global batch, as in the book.
 Every rank computes the same global batches (same `(seed, epoch)` permutation) and takes its own
 part of each one (`torch.tensor_split` into W near-equal contiguous parts), so that W processes
-average their gradients over exactly the samples one process would use in that step. Lightning
-adds no `DistributedSampler` here (this is not a `DataLoader`): there is no padding and no
-duplicated sample. Every rank must run the same number of steps (DDP waits for all ranks at each
-step); the only batch that cannot be split into W non-empty parts is a last one with fewer than W
-samples: a training loader drops it (`short_last="drop"`), an evaluation loader adds it to the
-batch before (`short_last="merge"`) so that every sample is evaluated exactly once.
+average their gradients over exactly the samples one process would use in that step. No
+`DistributedSampler` is involved (the Trainer is built with `use_distributed_sampler=False`):
+there is no padding and no duplicated sample. Every rank must run the same number of steps (DDP
+waits for all ranks at each step); the only batch that cannot be split into W non-empty parts is a
+last one with fewer than W samples: a training plan drops it (`short_last="drop"`), an evaluation
+plan adds it to the batch before (`short_last="merge"`) so that every sample is evaluated exactly
+once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from typing import Literal
 
 import torch
 
+from dlwp.data import tree
+
+Batch = tuple[tree.Part, tree.Part]
+"""`(inputs, targets)`; each a tensor or a dict of named tensors (see `dlwp.data.tree`)."""
+
 
 class EpochOrder:
-    """The per-epoch permutation; Lightning calls `set_epoch` on `loader.sampler` each epoch."""
+    """The per-epoch permutation; Lightning calls `set_epoch` on `loader.sampler` each epoch.
 
-    def __init__(self, n: int, shuffle: bool, seed: int) -> None:
-        self.n, self.shuffle, self.seed, self.epoch = n, shuffle, seed, 0
+    `epoch_source` (the trainer's epoch counter), when given, is asked instead: a `DataLoader`
+    with worker processes starts iterating, and so reads the epoch, as soon as its iterator exists,
+    which Lightning creates before `set_epoch` when it resumes a run.
+    """
+
+    def __init__(self, n: int, shuffle: bool, seed: int, epoch_source: Callable[[], int] | None = None) -> None:
+        self.n, self.shuffle, self.seed, self._epoch = n, shuffle, seed, 0
+        self.epoch_source = epoch_source
+
+    @property
+    def epoch(self) -> int:
+        return self.epoch_source() if self.epoch_source is not None else self._epoch
 
     def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+        self._epoch = epoch
 
-    def indices(self) -> torch.Tensor | None:
+    def indices(self, epoch: int | None = None) -> torch.Tensor | None:
         """None means "in order", which lets batches be views instead of copies."""
         if not self.shuffle:
             return None
-        gen = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        gen = torch.Generator().manual_seed(self.seed * 100_003 + (self.epoch if epoch is None else epoch))
         return torch.randperm(self.n, generator=gen)
 
 
-class TensorBatches:
-    """Iterable of batches `(t0[idx], t1[idx], ...)`, optionally passed through `transform`.
+class BatchPlan:
+    """Which samples each batch of an epoch holds, on this rank (see the module docstring).
 
-    `transform` runs on the whole batch (e.g. turning word indices into a multi-hot matrix), so a
-    dataset can stay compact in memory and still be served without per-sample Python.
-
-    `rank` / `world_size`: this process's part of each global batch of `batch_size` samples (see
-    the module docstring); `short_last` says what a last batch smaller than `world_size` becomes.
-    With `world_size=1` the batches are exactly the single-process ones.
+    Iterating gives lists of sample indices: a `DataLoader` batch sampler. `epoch_keys=True`
+    yields `(epoch, index)` pairs instead, so that a dataset can seed a sample's random
+    transform from them even inside a worker process that never sees `set_epoch`.
     """
 
-    def __init__(
-        self,
-        tensors: Sequence[torch.Tensor],
-        batch_size: int,
-        shuffle: bool = False,
-        seed: int = 0,
-        transform: Callable[[tuple[torch.Tensor, ...]], tuple[torch.Tensor, ...]] | None = None,
-        *,
-        rank: int = 0,
-        world_size: int = 1,
-        short_last: Literal["drop", "merge"] = "drop",
-    ) -> None:
-        sizes = {len(t) for t in tensors}
-        if len(sizes) != 1:
-            raise ValueError(f"tensors differ in length: {sorted(sizes)}")
+    def __init__(self, n: int, batch_size: int, shuffle: bool = False, seed: int = 0, *, rank: int = 0,
+                 world_size: int = 1, short_last: Literal["drop", "merge"] = "drop",
+                 epoch_keys: bool = False, epoch_source: Callable[[], int] | None = None) -> None:  # fmt: skip
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is not in [0, world_size={world_size})")
         if short_last not in ("drop", "merge"):
             raise ValueError(f"short_last must be drop or merge, got {short_last!r}")
-        self.tensors = tuple(tensors)
-        self.batch_size = batch_size
-        self.transform = transform
-        self.sampler = EpochOrder(sizes.pop(), shuffle, seed)
-        self.batch_sampler = None  # Lightning inspects DataLoader-like attributes
-        self.rank, self.world_size, self.short_last = rank, world_size, short_last
-        if self.sampler.n and self.sampler.n < world_size:
-            raise ValueError(f"{self.sampler.n} samples cannot be split over {world_size} processes")
+        if n and n < world_size:
+            raise ValueError(f"{n} samples cannot be split over {world_size} processes")
+        self.order = EpochOrder(n, shuffle, seed, epoch_source)
+        self.batch_size, self.rank, self.world_size, self.short_last = batch_size, rank, world_size, short_last
+        self.epoch_keys = epoch_keys
+
+    @property
+    def sampler(self) -> EpochOrder:
+        return self.order
+
+    def set_epoch(self, epoch: int) -> None:
+        self.order.set_epoch(epoch)
 
     def bounds(self) -> list[tuple[int, int]]:
         """[start, stop) of each global batch in the epoch's order; the same on every rank."""
-        n, size = self.sampler.n, self.batch_size
+        n, size = self.order.n, self.batch_size
         out = [(start, min(start + size, n)) for start in range(0, n, size)]
         if out and self.world_size > 1 and out[-1][1] - out[-1][0] < self.world_size:
             if self.short_last == "drop" or len(out) == 1:
@@ -93,7 +104,7 @@ class TensorBatches:
                 out[-2:] = [(out[-2][0], out[-1][1])]
         return out
 
-    def _part(self, start: int, stop: int) -> tuple[int, int]:
+    def part(self, start: int, stop: int) -> tuple[int, int]:
         """This rank's [start, stop) of a global batch: `torch.tensor_split`'s near-equal parts."""
         if self.world_size == 1:
             return start, stop
@@ -104,23 +115,82 @@ class TensorBatches:
     def __len__(self) -> int:
         return len(self.bounds())
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
-        order = self.sampler.indices()  # drawn on the CPU: the same order wherever the data lives
-        if order is not None and self.tensors[0].device != order.device:
-            order = order.to(self.tensors[0].device)
+    def slices(self, epoch: int | None = None) -> Iterator[torch.Tensor | slice]:
+        """Each batch of this rank: a slice (data in order) or an index tensor (shuffled)."""
+        order = self.order.indices(epoch)
         for start, stop in self.bounds():
-            start, stop = self._part(start, stop)
-            if order is None:
-                batch = tuple(t[start:stop] for t in self.tensors)
-            else:
-                idx = order[start:stop]
-                batch = tuple(t[idx] for t in self.tensors)
+            start, stop = self.part(start, stop)
+            yield slice(start, stop) if order is None else order[start:stop]
+
+    def __iter__(self) -> Iterator[list]:
+        epoch = self.order.epoch
+        for sl in self.slices(epoch):
+            idx = range(sl.start, sl.stop) if isinstance(sl, slice) else sl.tolist()
+            yield [(epoch, i) for i in idx] if self.epoch_keys else list(idx)
+
+
+class TensorBatches:
+    """Iterable of batches `(inputs[idx], targets[idx])`, optionally passed through `transform`.
+
+    `split` is `(inputs, targets)`, each a tensor or a dict of named tensors. `transform` runs on
+    the whole batch (e.g. turning word indices into a multi-hot matrix), so a dataset can stay
+    compact in memory and still be served without per-sample Python.
+
+    `rank` / `world_size`: this process's part of each global batch of `batch_size` samples (see
+    the module docstring); `short_last` says what a last batch smaller than `world_size` becomes.
+    With `world_size=1` the batches are exactly the single-process ones.
+    """
+
+    def __init__(
+        self,
+        split: Batch,
+        batch_size: int,
+        shuffle: bool = False,
+        seed: int = 0,
+        transform: Callable[[Batch], Batch] | None = None,
+        *,
+        rank: int = 0,
+        world_size: int = 1,
+        short_last: Literal["drop", "merge"] = "drop",
+    ) -> None:
+        inputs, targets = split
+        n = tree.length(inputs)
+        if tree.length(targets) != n:
+            raise ValueError(f"inputs and targets differ in length: {n} and {tree.length(targets)}")
+        self.split = (inputs, targets)
+        self.transform = transform
+        self.plan = BatchPlan(n, batch_size, shuffle, seed, rank=rank, world_size=world_size, short_last=short_last)
+        self.sampler = self.plan.order  # Lightning calls sampler.set_epoch(epoch)
+        self.batch_sampler = None  # Lightning inspects DataLoader-like attributes
+
+    @property
+    def batch_size(self) -> int:
+        return self.plan.batch_size
+
+    def bounds(self) -> list[tuple[int, int]]:
+        return self.plan.bounds()
+
+    def __len__(self) -> int:
+        return len(self.plan)
+
+    def __iter__(self) -> Iterator[Batch]:
+        inputs, targets = self.split
+        device = tree.tensors(inputs)[0].device
+        for index in self.plan.slices():  # the order is drawn on the CPU: the same wherever the data lives
+            if isinstance(index, torch.Tensor) and index.device != device:
+                index = index.to(device)
+            batch = (tree.take(inputs, index), tree.take(targets, index))
             yield self.transform(batch) if self.transform else batch
 
 
+class BatchGroup(list):
+    """Several consecutive batches handed to the module in one Lightning step (a type of its own:
+    a plain `DataLoader` batch is a list too)."""
+
+
 class GroupedBatches:
-    """Hands Lightning `group` consecutive batches at a time (a list); the module still takes one
-    optimiser step per batch (see `dlwp.task.base.BookTask.training_step`).
+    """Hands Lightning `group` consecutive batches at a time (a `BatchGroup`); the module still takes
+    one optimiser step per batch (see `dlwp.task.base.BookTask.training_step`).
 
     Lightning's loop costs ~0.5-1 ms of Python per step (hooks, closures, progress tracking): as
     much as a whole step of the book's small dense networks on a CPU. Grouping pays it once per
@@ -137,12 +207,12 @@ class GroupedBatches:
     def __len__(self) -> int:
         return -(-len(self.batches) // self.group)
 
-    def __iter__(self) -> Iterator[list[tuple[torch.Tensor, ...]]]:
-        chunk: list[tuple[torch.Tensor, ...]] = []
+    def __iter__(self) -> Iterator[BatchGroup]:
+        chunk = BatchGroup()
         for batch in self.batches:
             chunk.append(batch)
             if len(chunk) == self.group:
                 yield chunk
-                chunk = []
+                chunk = BatchGroup()
         if chunk:
             yield chunk

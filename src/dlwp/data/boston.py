@@ -34,6 +34,8 @@ class BostonHousingDataModule(InMemoryDataModule):
         **kwargs: see `InMemoryDataModule`.
     """
 
+    dataset = "boston_housing"
+
     def __init__(self, path: str, test_split: float = 0.2, standardize: bool = True, **kwargs) -> None:
         super().__init__(**kwargs)
         if not 0 < test_split < 1:

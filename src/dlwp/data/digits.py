@@ -7,12 +7,18 @@ from 43 writers (UCI "Optical Recognition of Handwritten Digits"), pixel values 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
 
-from dlwp.data.base import InMemoryDataModule, Split
+from dlwp.data.base import InMemoryDataModule, Split, check_target_names, make_targets
+
+TARGETS = {
+    "digit": lambda y: y,  # int64 class 0-9
+    "odd": lambda y: (y % 2).float(),  # binary: is the digit odd?
+    "value": lambda y: y.float(),  # regression: the digit as a number
+}
 
 
 class DigitsDataModule(InMemoryDataModule):
@@ -21,12 +27,16 @@ class DigitsDataModule(InMemoryDataModule):
     Args:
         test_size: test samples; the split is fixed (seed 0) so every run sees the same test set.
         layout: `flat` (64 features, for dense networks) or `image` (1x8x8, for convnets).
+        targets: `digit` (the class, 0-9), or a list of named targets for a multi-output task:
+            `digit`, `odd` (0/1) and `value` (the digit as a float, for regression).
         **kwargs: see `InMemoryDataModule`.
     """
 
-    def __init__(self, test_size: int = 360, layout: Literal["flat", "image"] = "flat", **kwargs) -> None:
+    def __init__(self, test_size: int = 360, layout: Literal["flat", "image"] = "flat", targets: Any = "digit",
+                 **kwargs) -> None:  # fmt: skip
         super().__init__(**kwargs)
         self.test_size, self.layout = test_size, layout
+        self.targets_spec = check_target_names(targets, TARGETS)
 
     def files(self) -> list[Path]:
         import sklearn.datasets
@@ -45,6 +55,6 @@ class DigitsDataModule(InMemoryDataModule):
             x, digits.target, test_size=self.test_size, stratify=digits.target, random_state=0
         )
         return {
-            "train": (torch.from_numpy(x_tr), torch.from_numpy(y_tr).long()),
-            "test": (torch.from_numpy(x_te), torch.from_numpy(y_te).long()),
+            "train": (torch.from_numpy(x_tr), make_targets(self.targets_spec, TARGETS, torch.from_numpy(y_tr).long())),
+            "test": (torch.from_numpy(x_te), make_targets(self.targets_spec, TARGETS, torch.from_numpy(y_te).long())),
         }

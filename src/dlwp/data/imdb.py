@@ -32,12 +32,12 @@ import tarfile
 import warnings
 import zlib
 from pathlib import Path
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import torch
 
-from dlwp.data.base import Split, require_file
+from dlwp.data.base import Split, check_target_names, make_targets, require_file
 from dlwp.data.text import (
     KERAS_SEED,
     Ragged,
@@ -53,21 +53,31 @@ from dlwp.data.text import (
 )
 from dlwp.errors import DataMissingError
 
-PREPARATION_VERSION = 1
-"""Bump whenever tokenising or document order changes: it is part of the cache key."""
+PREPARATION_VERSION = 2
+"""Bump whenever tokenising, document order or what is kept changes: it is part of the cache key.
+2: each review's 1-10 rating (from its file name) is kept too."""
 REVIEWS_PER_SPLIT = 25000
 TEST_SEED = 2 * KERAS_SEED
 """Keras 2.0.8 shuffles the test set with `np.random.seed(seed * 2)`."""
-_MEMBER = re.compile(r"^(?:\./)?aclImdb/(train|test)/(neg|pos)/(\d+)_\d+\.txt$")
+_MEMBER = re.compile(r"^(?:\./)?aclImdb/(train|test)/(neg|pos)/(\d+)_(\d+)\.txt$")
 _SPLITS = ("train", "test")
 
 
 class Reviews(NamedTuple):
-    """One split as prepared: word ranks, 0/1 labels, and each review's distinct ranks (for multi-hot)."""
+    """One split as prepared: word ranks, 0/1 labels, each review's distinct ranks (for multi-hot)
+    and its 1-10 rating (None for Keras' imdb.npz, which has no ratings)."""
 
     ranks: Ragged
     labels: np.ndarray
     distinct: Ragged | None = None
+    ratings: np.ndarray | None = None
+
+
+TARGETS = {
+    "sentiment": lambda labels, ratings: torch.from_numpy(labels.astype(np.float32)),  # 0/1, as the book
+    "rating": lambda labels, ratings: torch.from_numpy(ratings.astype(np.float32)),  # 1-10 stars
+    "rating_class": lambda labels, ratings: torch.from_numpy(ratings.astype(np.int64) - 1),  # 0-9
+}
 
 
 class IMDBDataModule(WordIndexDataModule):
@@ -79,12 +89,17 @@ class IMDBDataModule(WordIndexDataModule):
             is ignored), never extracted.
         npz: Keras' pre-tokenised `imdb.npz`; used instead of the two files above when it exists.
         num_words, encoding, maxlen: see `WordIndexDataModule`.
+        targets: `sentiment` (0/1, the book's), or `rating` (1-10 stars, from each review's file
+            name) / `rating_class` (the rating as 10 classes, 0-9), or a list of these for a
+            multi-output task (named targets). Ratings need the raw reviews, not `imdb.npz`.
         cache_dir: where tokenised reviews are cached; None: `.cache/` beside `reviews`. When it
             is not writable the reviews are tokenised on every load (with a warning).
         allow_unverified_pickle: `imdb.npz` stores pickled objects; load one whose sha256 is not
             recorded in the registry only when this is true.
         **kwargs: see `InMemoryDataModule`.
     """
+
+    dataset = "imdb"
 
     def __init__(
         self,
@@ -96,9 +111,11 @@ class IMDBDataModule(WordIndexDataModule):
         maxlen: int | None = None,
         cache_dir: str | None = None,
         allow_unverified_pickle: bool = False,
+        targets: Any = "sentiment",
         **kwargs,
     ) -> None:
         super().__init__(num_words=num_words, encoding=encoding, maxlen=maxlen, **kwargs)
+        self.targets_spec = check_target_names(targets, TARGETS)
         self.word_index, self.reviews = Path(word_index), Path(reviews)
         self.npz = Path(npz) if npz is not None else None
         self.cache_dir = Path(cache_dir) if cache_dir is not None else self.reviews.parent / ".cache"
@@ -134,8 +151,17 @@ class IMDBDataModule(WordIndexDataModule):
             distinct = self.encoding == "multi_hot" and reviews.distinct is not None
             ranks = reviews.distinct if distinct else reviews.ranks
             x = self.inputs(keras_encode(ranks.take(order), self.num_words), presorted=distinct)
-            splits[split] = (x, torch.from_numpy(reviews.labels[order].astype(np.float32)))
+            splits[split] = (x, self._targets(reviews.labels[order], None if reviews.ratings is None else reviews.ratings[order]))
         return splits
+
+    def _targets(self, labels: np.ndarray, ratings: np.ndarray | None):
+        names = [self.targets_spec] if isinstance(self.targets_spec, str) else self.targets_spec
+        if ratings is None and any(n.startswith("rating") for n in names):
+            raise DataMissingError(
+                f"imdb: data.targets={self.targets_spec} needs each review's rating, which {self.npz} does not hold: "
+                "ratings come from the raw reviews' file names (set data.npz=null to read the raw reviews)"
+            )
+        return make_targets(self.targets_spec, TARGETS, labels, ratings)
 
     def synthetic(self) -> dict[str, Split]:
         """25,000/25,000 balanced reviews of ~230 words (log-normal, 10-1,840), marker words per label."""
@@ -144,7 +170,8 @@ class IMDBDataModule(WordIndexDataModule):
         for split in _SPLITS:
             labels = rng.permutation(np.repeat([0, 1], REVIEWS_PER_SPLIT // 2))
             docs = synthetic_documents(REVIEWS_PER_SPLIT, labels, 2, self.num_words, 230.0, rng)
-            splits[split] = (self.inputs(docs), torch.from_numpy(labels.astype(np.float32)))
+            ratings = np.where(labels == 1, rng.integers(7, 11, len(labels)), rng.integers(1, 5, len(labels)))
+            splits[split] = (self.inputs(docs), self._targets(labels, ratings))
         return splits
 
 
@@ -169,17 +196,17 @@ def prepare_reviews(word_index: Path, reviews: Path, cache_dir: Path | None) -> 
 def tokenise_reviews(word_index: Path, reviews: Path) -> dict[str, Reviews]:
     """Ranks of every labelled review, per split: neg then pos, each by review id; see the module doc."""
     index = read_word_index(word_index)
-    found: dict[str, list[tuple[int, int, list[int]]]] = {s: [] for s in _SPLITS}
+    found: dict[str, list[tuple[bool, int, list[int], int]]] = {s: [] for s in _SPLITS}
     try:
         with tarfile.open(reviews, "r:gz") as tar:
             for member in tar:
                 match = _MEMBER.match(member.name)
                 if match is None or not member.isfile():
                     continue
-                split, sentiment, review_id = match.groups()
+                split, sentiment, review_id, rating = match.groups()
                 text = tar.extractfile(member).read().decode("utf-8")
                 words = [r for r in map(index.get, text_to_word_sequence(text)) if r is not None]
-                found[split].append((sentiment == "pos", int(review_id), words))
+                found[split].append((sentiment == "pos", int(review_id), words, int(rating)))
     except (tarfile.TarError, EOFError, zlib.error, OSError, UnicodeDecodeError) as err:
         raise DataMissingError(
             f"imdb: {reviews} is corrupt or not the aclImdb tarball ({err}). Replace it with a good copy."
@@ -189,7 +216,8 @@ def tokenise_reviews(word_index: Path, reviews: Path) -> dict[str, Reviews]:
         docs.sort(key=lambda d: (d[0], d[1]))
         labels = np.fromiter((d[0] for d in docs), dtype=np.int8, count=len(docs))
         ranks = Ragged.from_lists([d[2] for d in docs], dtype=np.int32)
-        out[split] = Reviews(ranks, labels, ranks.distinct())
+        ratings = np.fromiter((d[3] for d in docs), dtype=np.int8, count=len(docs))
+        out[split] = Reviews(ranks, labels, ranks.distinct(), ratings)
     return out
 
 
@@ -214,6 +242,7 @@ def _read_cache(path: Path, key: str) -> dict[str, Reviews] | None:
                 Ragged(arrays[f"{s}_values"], arrays[f"{s}_offsets"]),
                 arrays[f"{s}_labels"],
                 Ragged(arrays[f"{s}_distinct_values"], arrays[f"{s}_distinct_offsets"]),
+                arrays[f"{s}_ratings"],
             )
             for s in _SPLITS
         }
@@ -224,7 +253,8 @@ def _read_cache(path: Path, key: str) -> dict[str, Reviews] | None:
 
 def _write_cache(path: Path, key: str, data: dict[str, Reviews]) -> None:
     arrays: dict[str, np.ndarray] = {}
-    for split, (ranks, labels, distinct) in data.items():
-        arrays |= {f"{split}_values": ranks.values, f"{split}_offsets": ranks.offsets, f"{split}_labels": labels}
+    for split, (ranks, labels, distinct, ratings) in data.items():
+        arrays |= {f"{split}_values": ranks.values, f"{split}_offsets": ranks.offsets, f"{split}_labels": labels,
+                   f"{split}_ratings": ratings}  # fmt: skip
         arrays |= {f"{split}_distinct_values": distinct.values, f"{split}_distinct_offsets": distinct.offsets}
     write_npz_cache(path, key, arrays, "imdb")

@@ -24,6 +24,8 @@ class MNISTDataModule(InMemoryDataModule):
         **kwargs: see `InMemoryDataModule`.
     """
 
+    dataset = "mnist"
+
     def __init__(self, path: str, layout: Literal["flat", "image"] = "flat", **kwargs) -> None:
         super().__init__(**kwargs)
         self.path, self.layout = Path(path), layout

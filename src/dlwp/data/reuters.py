@@ -45,6 +45,8 @@ class ReutersDataModule(WordIndexDataModule):
         **kwargs: see `InMemoryDataModule`.
     """
 
+    dataset = "reuters"
+
     def __init__(
         self,
         path: str,

@@ -39,14 +39,8 @@ class DenseNet(nn.Module):
         init: Literal["keras", "torch"] = "keras",
     ) -> None:
         super().__init__()
-        layers: list[nn.Module] = []
-        width = in_features
-        for h in hidden:
-            layers += [nn.Linear(width, h), ACTIVATIONS[activation]()]
-            if dropout > 0:
-                layers.append(nn.Dropout(dropout))
-            width = h
-        layers.append(nn.Linear(width, out_features))
+        hidden_layers, width = dense_layers(in_features, hidden, activation, dropout)
+        layers = [*hidden_layers, nn.Linear(width, out_features)]
         self.net = nn.Sequential(*layers)
         self.l2 = l2
         self.hidden_layers = [m for m in layers[:-1] if isinstance(m, nn.Linear)]
@@ -61,3 +55,15 @@ class DenseNet(nn.Module):
         if self.l2 == 0:
             return None
         return self.l2 * sum(layer.weight.square().sum() for layer in self.hidden_layers)
+
+
+def dense_layers(in_features: int, hidden: list[int], activation: str, dropout: float) -> tuple[nn.Sequential, int]:
+    """`Dense(h, activation)` [+ `Dropout`] per entry of `hidden`, and the width they end with."""
+    layers: list[nn.Module] = []
+    width = in_features
+    for h in hidden:
+        layers += [nn.Linear(width, h), ACTIVATIONS[activation]()]
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+        width = h
+    return nn.Sequential(*layers), width

@@ -1,4 +1,9 @@
-"""What every book task's LightningModule shares: optimiser, epoch-level metrics, seeding."""
+"""What every book task's LightningModule shares: named optimisers, epoch-level metrics, seeding.
+
+A task class is chosen in config by `task._target_` (`problem:` alone means
+`dlwp.task.SupervisedTask`); its constructor's arguments are its config schema, as for networks and
+data modules. A new kind of training (a GAN, a VAE) is a new small subclass of `BookTask`.
+"""
 
 from __future__ import annotations
 
@@ -10,145 +15,188 @@ import torch
 from torch import nn
 from torchmetrics import Metric
 
+from dlwp import compat
+from dlwp.config.schema import OptimizerConfig
+from dlwp.data import tree
+from dlwp.data.batches import BatchGroup
 from dlwp.task.metrics import BatchMean
+from dlwp.task import optim
+from dlwp.task.optim import OptimizerSlot, make_slot
 
 STAGES = ("train", "val", "test")
 
 
-def build_optimizer(params, name: str, lr: float, rho: float, eps: float, momentum: float,
-                    weight_decay: float, betas: list[float], clipnorm: float | None = None,
-                    clipvalue: float | None = None) -> torch.optim.Optimizer:  # fmt: skip
-    """The optimiser a task names; RMSprop's `rho` is torch's `alpha`. (Clipping is applied by
-    `BookTask.training_step`, like Keras' optimizer arguments of the same names.)"""
-    if name == "rmsprop":
-        return torch.optim.RMSprop(params, lr=lr, alpha=rho, eps=eps, momentum=momentum, weight_decay=weight_decay)
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
-    raise ValueError(f"unknown optimizer {name!r}")
-
-
 class BookTask(L.LightningModule):
-    """A network, a loss and metrics for one problem type; subclasses define the last two.
+    """A network and how it is trained: subclasses define the loss and metrics (`objective`,
+    `make_metrics`), predictions, scores and baselines.
 
     Metrics are torchmetrics objects updated every step and logged once per epoch as
-    `stage/metric` (`train/loss`, `val/acc`, ...): training figures are the running mean over the
-    epoch's batches, as Keras reports them; reported losses include the network's
-    regularisation penalty, as Keras' do.
+    `stage/metric` (`train/loss`, `val/acc`, `val/sentiment/acc` ...): training figures are the
+    running mean over the epoch's batches, as Keras reports them; reported losses include the
+    network's regularisation penalty, as Keras' do.
 
     Args:
-        network: the `nn.Module` that maps a batch of inputs to outputs (logits).
-        optimizer: keyword arguments of `build_optimizer`.
+        network: the `nn.Module` that maps a batch of inputs (a tensor or a dict of named
+            tensors) to outputs (logits; a dict for named outputs).
         seed: the run's seed; each epoch reseeds dropout from `(seed, epoch)` so that a run
             resumed from a checkpoint continues exactly as an uninterrupted one.
-        keras_loss: clip probabilities to [1e-7, 1 - 1e-7] inside the loss, as Keras does.
+        optimizer: the `OptimizerConfig` of the network's optimiser (dlwp.config.schema).
+        freeze: glob patterns of parameter names (`base.*`) that are not trained
+            (`requires_grad=False`) and left out of the optimiser (book 5.3's frozen base).
+        unfreeze: patterns taken back out of `freeze` (book 5.3's fine-tuned block5).
     """
 
-    def __init__(self, network: nn.Module, optimizer: dict[str, Any], seed: int, keras_loss: bool = True) -> None:
+    def __init__(self, network: nn.Module, seed: int, optimizer: OptimizerConfig | None = None,
+                 freeze: list[str] | None = None, unfreeze: list[str] | None = None) -> None:  # fmt: skip
         super().__init__()
         self.network = network
-        self.optimizer_args = dict(optimizer)
-        self.clipnorm, self.clipvalue = (
-            self.optimizer_args.pop("clipnorm", None),
-            self.optimizer_args.pop("clipvalue", None),
-        )
+        self.seed = seed
+        self.optimizer_config = _plain(optimizer if optimizer is not None else OptimizerConfig())
+        self.frozen = optim.freeze(network, list(freeze or []), list(unfreeze or []))
         self.automatic_optimization = False  # see training_step
         self._direct = False
-        self.seed = seed
-        self.keras_loss = keras_loss
+        self.accumulate = 1
+        """Batches whose gradients are summed before an optimiser step (trainer.accumulate_grad_batches)."""
+        self._pending = 0
+        self.slots: dict[str, OptimizerSlot] = {}
+        self._schedule_states: dict[str, Any] = {}
         # A network may add a penalty to the loss (Keras' kernel_regularizer) by defining
         # `regularization_loss()`; it returns None when it has none, so the step skips it.
         penalty = getattr(network, "regularization_loss", None)
         self.regularized = penalty is not None and penalty() is not None
-        # `train_metrics`, `val_metrics`, ...: {"loss": ..., "acc": ...} per stage (one ModuleDict
-        # keyed by stage is impossible: `train` is a Module method).
-        for stage in STAGES:
-            setattr(self, f"{stage}_metrics", nn.ModuleDict({"loss": BatchMean(), **self.make_metrics()}))
         self.run_config: dict[str, Any] | None = None
         """The run's config, stored in every checkpoint so `dlwp eval` can rebuild this model."""
+
+    def register_metrics(self) -> None:
+        """`train_metrics`, `val_metrics`, ...: {"loss": ..., "acc": ...} per stage (one ModuleDict
+        keyed by stage is impossible: `train` is a Module method). Called by subclasses once their
+        heads exist."""
+        for stage in STAGES:
+            setattr(self, f"{stage}_metrics", nn.ModuleDict({"loss": BatchMean(), **self.make_metrics()}))
 
     def __setattr__(self, name: str, value: Any) -> None:
         # Lightning sets `_current_fx_name` around every hook call, ~40 times a training step;
         # nn.Module's generic __setattr__ costs microseconds each time. It is a plain attribute.
-        if name == "_current_fx_name":
+        if name in compat.PLAIN_ATTRIBUTES:
             self.__dict__[name] = value
         else:
             super().__setattr__(name, value)
 
-    # -- what a problem type defines -----------------------------------------------------------
+    # -- what a task defines -------------------------------------------------------------------
     def make_metrics(self) -> dict[str, Metric]:
-        """Metrics besides the loss, by name (`acc` → logged as `train/acc`, `val/acc`, ...)."""
+        """Metrics besides the total loss, by name after the stage (`acc` -> `val/acc`)."""
         raise NotImplementedError
 
-    def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def objective(self, outputs: tree.Part, targets: tree.Part, metrics: nn.ModuleDict) -> torch.Tensor:
+        """The loss to minimise (without the network's penalty); updates `metrics` but `loss`."""
         raise NotImplementedError
 
-    def predict(self, outputs: torch.Tensor) -> torch.Tensor:
-        """Network outputs → what the book's model outputs (probabilities, or values)."""
+    def predict(self, outputs: tree.Part) -> tree.Part:
+        """Network outputs -> what the book's model outputs (probabilities, or values)."""
         raise NotImplementedError
+
+    def score(self, predictions: tree.Part, targets: tree.Part) -> dict[str, float]:
+        """Keras' loss and metrics of (averaged) predictions, by name after the stage."""
+        raise NotImplementedError
+
+    def baselines(self, train: tree.Part, test: tree.Part) -> dict[str, float]:
+        """Trivial results on `test` from the training targets alone (majority class, mean...)."""
+        raise NotImplementedError
+
+    def check_batch(self, batch) -> None:
+        """Raise a `ConfigError` naming the config key when the network's outputs and the data's
+        targets do not fit this task (called on a real batch before training)."""
+
+    def example_outputs(self, inputs: tree.Part) -> tree.Part:
+        """The network's outputs for `inputs` in evaluation mode, without gradients or any effect
+        on training (no batch-norm statistics updated)."""
+        training = self.network.training
+        self.network.eval()
+        try:
+            with torch.no_grad():
+                return self.network(inputs)
+        finally:
+            self.network.train(training)
+
+    def optimizer_specs(self) -> dict[str, tuple[list[tuple[str, nn.Parameter]], dict[str, Any]]]:
+        """Each named optimiser: the (name, parameter) pairs it trains and its config."""
+        return {"main": (list(self.network.named_parameters()), self.optimizer_config)}
 
     # -- shared mechanics ----------------------------------------------------------------------
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.network(x)
+    def forward(self, inputs: tree.Part) -> tree.Part:
+        return self.network(inputs)
 
-    def _step(self, stage: str, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        x, y = batch
-        outputs = self.network(x)
-        loss = self.loss(outputs, y)
+    def metric_names(self) -> list[str]:
+        """Every `stage/metric` this task logs."""
+        return [f"{stage}/{name}" for stage in STAGES for name in getattr(self, f"{stage}_metrics")]
+
+    def _step(self, stage: str, batch, batch_idx: int) -> torch.Tensor:
+        inputs, targets = batch
+        outputs = self.network(inputs)
+        metrics = getattr(self, f"{stage}_metrics")
+        loss = self.objective(outputs, targets, metrics)
         if self.regularized:
             loss = loss + self.network.regularization_loss()
-        metrics = getattr(self, f"{stage}_metrics")
-        with torch.no_grad():
-            for name, metric in metrics.items():  # metrics read raw outputs (logits): no softmax
-                update = getattr(metric, "fast_update", metric.update)  # see LeanMetric
-                update(loss.detach(), len(y)) if name == "loss" else update(outputs.detach(), y)
+        compat.fast_update(metrics["loss"], loss.detach(), tree.length(targets))
         if batch_idx == 0:
             # Logging a Metric object registers it: Lightning calls its compute() once at epoch end,
             # over every update of the epoch. Once per epoch is enough, and `self.log` on every
             # step would cost more than the step itself for the book's small networks.
             for name, metric in metrics.items():
-                self.log(f"{stage}/{name}", metric, on_step=False, on_epoch=True, prog_bar=stage != "test")
+                self.log(f"{stage}/{name}", metric, on_step=False, on_epoch=True, prog_bar=stage != "test" and "/" not in name)
         return loss
 
     def training_step(self, batch, batch_idx):
-        """One optimiser step per batch; `batch` may be a list of batches (`data.batches_per_call`).
-
-        Manual optimisation makes that possible and keeps the step explicit: zero the gradients,
-        backward, clip as Keras' `clipnorm`/`clipvalue`, step. On one process without a gradient
-        scaler the step talks to torch directly (`_direct`): Lightning's backward and optimiser
-        wrappers call several callback hooks per step, which cost as much as a whole step of the
-        book's small networks; with DDP or 16-bit AMP Lightning's own path is used.
-        """
-        optimizer = self.optimizers()
-        for i, one in enumerate(batch if isinstance(batch, list) else [batch]):
+        """One optimiser step per batch; `batch` may be a `BatchGroup` (`data.batches_per_call`)."""
+        for i, one in enumerate(batch if isinstance(batch, BatchGroup) else [batch]):
             loss = self._step("train", one, batch_idx + i)
-            if self._direct:
-                raw = optimizer.optimizer
-                raw.zero_grad(set_to_none=True)
-                loss.backward()
-                self._clip_direct()
-                optimizer._on_before_step()  # Lightning's step counter (trainer.global_step) and profiler
-                raw.step()
-                optimizer._on_after_step()
-                continue
-            optimizer.zero_grad(set_to_none=True)
-            self.manual_backward(loss)
-            if self.clipnorm is not None:
-                self.clip_gradients(optimizer, gradient_clip_val=self.clipnorm, gradient_clip_algorithm="norm")
-            if self.clipvalue is not None:
-                self.clip_gradients(optimizer, gradient_clip_val=self.clipvalue, gradient_clip_algorithm="value")
-            optimizer.step()
+            self.optimise(self.slots["main"], loss)
 
-    def _clip_direct(self) -> None:
-        if self.clipnorm is not None:
-            nn.utils.clip_grad_norm_(self.network.parameters(), self.clipnorm)
-        if self.clipvalue is not None:
-            nn.utils.clip_grad_value_(self.network.parameters(), self.clipvalue)
+    def optimise(self, slot: OptimizerSlot, loss: torch.Tensor) -> None:
+        """Backward and, every `accumulate` batches, clip (Keras' `clipnorm`/`clipvalue`), step, and
+        advance a per-step schedule.
+
+        On one process without a gradient scaler the step talks to torch directly (`_direct`):
+        Lightning's backward and optimiser wrappers call several callback hooks per step, which
+        cost as much as a whole step of the book's small networks; with DDP or 16-bit AMP
+        Lightning's own path is used.
+        """
+        lightning_optimizer = self._lightning_optimizer(slot)
+        if self.accumulate > 1:
+            loss = loss / self.accumulate
+        if self._pending == 0:
+            slot.optimizer.zero_grad(set_to_none=True)
+        if self._direct:
+            loss.backward()
+        else:
+            self.manual_backward(loss)
+        self._pending += 1
+        if self._pending == self.accumulate:
+            self._step_optimizer(slot, lightning_optimizer)
+
+    def _step_optimizer(self, slot: OptimizerSlot, lightning_optimizer) -> None:
+        self._pending = 0
+        if self._direct:
+            slot.clip()
+            compat.counted_step(lightning_optimizer, slot.optimizer.step)
+        else:
+            if slot.clipnorm is not None:
+                self.clip_gradients(lightning_optimizer, gradient_clip_val=slot.clipnorm, gradient_clip_algorithm="norm")
+            if slot.clipvalue is not None:
+                self.clip_gradients(lightning_optimizer, gradient_clip_val=slot.clipvalue, gradient_clip_algorithm="value")
+            lightning_optimizer.step()
+        if slot.schedule is not None and slot.schedule.per_step:
+            slot.schedule.step()
+
+    def _lightning_optimizer(self, slot: OptimizerSlot):
+        optimizers = self.optimizers()
+        optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
+        return optimizers[list(self.slots).index(slot.name)]
 
     def on_train_start(self) -> None:
         precision = str(self.trainer.precision)
-        self._direct = self.trainer.world_size == 1 and precision not in ("16-mixed", "16", "16-true")
+        direct = self.trainer.world_size == 1 and precision not in ("16-mixed", "16", "16-true")
+        self._direct = direct and compat.LIGHTNING_OK
 
     def validation_step(self, batch, batch_idx):
         self._step("val", batch, batch_idx)
@@ -161,10 +209,21 @@ class BookTask(L.LightningModule):
 
     def on_train_epoch_start(self) -> None:
         torch.manual_seed(self.seed * 100_003 + 7919 * (self.current_epoch + 1))
+        for name, slot in self.slots.items():
+            if slot.schedule is not None:  # the learning rate this epoch trains with, in metrics.csv
+                self.log(f"lr/{name}", slot.optimizer.param_groups[0]["lr"], on_step=False, on_epoch=True)
 
     def on_train_epoch_end(self) -> None:
-        """Stop a diverged run at the end of the epoch it diverged in, with a message that says so:
-        the epochs after a NaN loss learn nothing, and a sweep must see the trial fail."""
+        """Finish the epoch's optimisation (a partial accumulation, epoch-level schedules), then stop
+        a diverged run at the end of the epoch it diverged in, with a message that says so: the
+        epochs after a NaN loss learn nothing, and a sweep must see the trial fail."""
+        if self._pending:
+            slot = self.slots["main"]
+            self._step_optimizer(slot, self._lightning_optimizer(slot))
+        metrics = {k: float(v) for k, v in self.trainer.callback_metrics.items()}
+        for slot in self.slots.values():
+            if slot.schedule is not None and not slot.schedule.per_step:
+                slot.schedule.epoch_end(metrics)
         loss = float(self.train_metrics["loss"].compute())  # the value Lightning logs (cached)
         if not math.isfinite(loss):
             from dlwp.errors import TrainingDivergedError
@@ -177,6 +236,31 @@ class BookTask(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self.run_config is not None:
             checkpoint["dlwp"] = {"config": self.run_config}
+        schedules = {n: s.schedule.state_dict() for n, s in self.slots.items() if s.schedule is not None}
+        if schedules:
+            checkpoint.setdefault("dlwp", {})["schedules"] = schedules
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # called before configure_optimizers on resume: kept until the schedules exist
+        self._schedule_states = dict(checkpoint.get("dlwp", {}).get("schedules", {}))
 
     def configure_optimizers(self):
-        return build_optimizer(self.network.parameters(), **self.optimizer_args)
+        max_epochs = self.trainer.max_epochs if self._trainer is not None else None
+        self.slots = {name: make_slot(name, params, config, max_epochs)
+                      for name, (params, config) in self.optimizer_specs().items()}  # fmt: skip
+        for name, state in self._schedule_states.items():
+            if name in self.slots and self.slots[name].schedule is not None:
+                self.slots[name].schedule.load_state_dict(state)
+        return [slot.optimizer for slot in self.slots.values()]
+
+
+
+def _plain(config) -> dict[str, Any]:
+    """An optimiser config (dataclass, DictConfig or dict) as a plain dict with string enums."""
+    import dataclasses
+
+    from omegaconf import OmegaConf
+
+    if dataclasses.is_dataclass(config) or OmegaConf.is_config(config):
+        return OmegaConf.to_container(OmegaConf.structured(config), resolve=True, enum_to_str=True)
+    return {k: getattr(v, "value", v) for k, v in dict(config).items()}

@@ -1,0 +1,483 @@
+"""The core that chapters 5-8 build on: named inputs and outputs, task classes by `_target_`, several
+optimisers and schedules, streaming data, trainer limits, run records and the config search path.
+
+Behaviour is checked in process where that is exact and fast, and through the real CLI where the
+user's path matters (errors at start-up, multi-output runs, a project of one's own).
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from conftest import ROOT, dlwp, metric_rows, record, run_dirs
+from dlwp.data import tree
+from dlwp.data.batches import BatchGroup, GroupedBatches, TensorBatches
+from dlwp.errors import ConfigError
+from dlwp.model.dense import DenseNet
+from dlwp.task import MultiOutputTask, SupervisedTask
+
+# -- named batches -------------------------------------------------------------------------------
+
+
+def test_named_parts_are_cut_like_tensors():
+    x = {"title": torch.arange(10), "body": torch.arange(10) * 10}
+    y = {"topic": torch.arange(10) % 3, "length": torch.arange(10).float()}
+    batches = list(TensorBatches((x, y), 4, shuffle=True, seed=1))
+    assert [tree.length(b[1]) for b in batches] == [4, 4, 2]
+    for inputs, targets in batches:
+        assert torch.equal(inputs["body"], inputs["title"] * 10), "every named tensor takes the same samples"
+        assert torch.equal(targets["length"].long(), inputs["title"])
+    seen = torch.cat([b[0]["title"] for b in batches])
+    assert sorted(seen.tolist()) == list(range(10))
+
+
+def test_grouped_batches_have_their_own_type():
+    x = torch.arange(20).float().unsqueeze(1)
+    groups = list(GroupedBatches(TensorBatches((x, x), 4), 2))
+    assert all(isinstance(g, BatchGroup) for g in groups) and [len(g) for g in groups] == [2, 2, 1]
+    assert not isinstance([x, x], BatchGroup), "a plain DataLoader batch (a list) is not a group"
+
+
+def test_subsets_stratify_on_a_named_target():
+    from dlwp.data.digits import DigitsDataModule
+
+    dm = DigitsDataModule(targets=["digit", "odd", "value"], stratify_on="digit", subset=200, batches_per_call=1)
+    dm.setup()
+    counts = torch.bincount(dm.splits["train"][1]["digit"], minlength=10)
+    assert counts.sum() == 200 and counts.min() >= 19 and counts.max() <= 21, counts
+    y = dm.splits["train"][1]
+    assert torch.equal(y["odd"], (y["digit"] % 2).float()) and torch.equal(y["value"], y["digit"].float())
+    with pytest.raises(ConfigError, match="stratify_on='colour' is not a target"):
+        DigitsDataModule(targets=["digit", "odd"], stratify_on="colour", subset=100).setup()
+
+
+# -- tasks ---------------------------------------------------------------------------------------
+
+
+class TwoHeads(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Linear(4, 8)
+        self.a, self.b = nn.Linear(8, 3), nn.Linear(8, 1)
+
+    def forward(self, x):
+        h = self.body(x).relu()
+        return {"a": self.a(h), "b": self.b(h)}
+
+
+def test_multi_output_loss_is_the_weighted_sum_and_heads_are_logged_apart():
+    torch.manual_seed(0)
+    outputs = {"a": {"problem": "multiclass", "loss_weight": 0.5}, "b": {"problem": "regression", "loss_weight": 2.0}}
+    task = MultiOutputTask(TwoHeads(), seed=0, outputs=outputs)
+    x = torch.randn(6, 4)
+    y = {"a": torch.tensor([0, 1, 2, 0, 1, 2]), "b": torch.randn(6)}
+    total = task._step("train", (x, y), 1)
+    out = task.network(x)
+    expected = 0.5 * nn.functional.cross_entropy(out["a"], y["a"]) + 2.0 * nn.functional.mse_loss(out["b"][:, 0], y["b"])
+    assert total.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert {"train/loss", "train/a/loss", "train/a/acc", "train/b/loss", "train/b/mae"} <= set(task.metric_names())
+    assert task.train_metrics["b/loss"].compute().item() == pytest.approx(
+        nn.functional.mse_loss(out["b"][:, 0], y["b"]).item(), rel=1e-5
+    ), "each output's loss is logged unweighted, as Keras does"
+
+
+@pytest.mark.parametrize(
+    ("outputs", "targets", "message"),
+    [
+        ({"a": {"problem": "multiclass"}, "c": {"problem": "binary"}}, {"a": 0, "b": 0, "c": 0},
+         "task.outputs.c: the network has no output named 'c'"),
+        ({"a": {"problem": "multiclass"}, "b": {"problem": "regression"}}, {"a": 0},
+         "task.outputs.b: the batch has no target named 'b'"),
+        ({"a": {"problem": "multiclass"}}, {"a": 0, "b": 0}, r"output\(s\) b have no entry in task.outputs"),
+        ({"a": {"problem": "binary"}, "b": {"problem": "regression"}}, {"a": 0, "b": 0},
+         r"task.outputs.a=binary: its loss cannot be computed"),
+    ],
+)  # fmt: skip
+def test_outputs_that_do_not_fit_the_network_or_the_data_fail_naming_the_key(outputs, targets, message):
+    task = MultiOutputTask(TwoHeads(), seed=0, outputs=outputs)
+    batch = (torch.randn(2, 4), {k: torch.zeros(2, dtype=torch.long) for k in targets})
+    with pytest.raises(ConfigError, match=message):
+        task.check_batch(batch)
+
+
+def test_negative_loss_weight_and_unknown_problem_fail_naming_the_key():
+    with pytest.raises(ConfigError, match=r"task.outputs.b.loss_weight=-1.0: a loss weight must be >= 0"):
+        MultiOutputTask(TwoHeads(), seed=0, outputs={"a": {"problem": "multiclass"}, "b": {"problem": "regression", "loss_weight": -1}})
+    with pytest.raises(ConfigError, match=r"task.outputs.b.problem='ranking' is not a problem type"):
+        MultiOutputTask(TwoHeads(), seed=0, outputs={"b": {"problem": "ranking"}})
+
+
+def test_a_single_output_task_refuses_named_outputs_clearly():
+    task = SupervisedTask(TwoHeads(), seed=0, problem="multiclass")
+    with pytest.raises(ConfigError, match="MultiOutputTask"):
+        task.check_batch((torch.randn(2, 4), torch.zeros(2, dtype=torch.long)))
+
+
+def test_task_keys_are_checked_against_the_task_class(tmp_path):
+    from test_config import compose_train
+
+    from dlwp.config import validate
+
+    with pytest.raises(ConfigError, match=r"'task.monitr' \(did you mean 'task.monitor'\?\)"):
+        validate(compose_train("+task.monitr=val/loss"))
+    with pytest.raises(ConfigError, match=r"unknown key 'task.problem' for dlwp.task.MultiOutputTask"):
+        validate(compose_train("task=digits_multi_output", "+task.problem=binary"))
+    with pytest.raises(ConfigError, match=r"task.optimizer.lrr"):
+        validate(compose_train("+task.optimizer.lrr=0.1"))
+    with pytest.raises(ConfigError, match=r"'task.problem' must be one of"):
+        validate(compose_train("task.problem=ranking"))
+    cfg = validate(compose_train("task=digits_multi_output"))
+    assert cfg.task._target_ == "dlwp.task.MultiOutputTask" and cfg.task.outputs.value.loss_weight == 0.25
+
+
+# -- optimisers ----------------------------------------------------------------------------------
+
+
+def fit(task, batches, epochs: int = 1, **trainer_args):
+    """Train `task` on in-memory batches with a real Lightning Trainer (CPU, no logging)."""
+    import lightning as L
+
+    from dlwp.trainer import keep_fresh_memory_unfilled
+
+    class Data(L.LightningDataModule):
+        def train_dataloader(self):
+            return batches
+
+    trainer = L.Trainer(accelerator="cpu", max_epochs=epochs, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, deterministic=True,
+                        use_distributed_sampler=False, **trainer_args)  # fmt: skip
+    keep_fresh_memory_unfilled()
+    trainer.fit(task, datamodule=Data())
+    return trainer
+
+
+def data(n: int = 64, features: int = 5):
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(n, features, generator=gen)
+    return x, (x.sum(1) > 0).float()
+
+
+def test_frozen_parameters_are_not_trained_nor_optimised():
+    task = SupervisedTask(DenseNet(5, [8], 1), seed=0, problem="binary", freeze=["net.0.*"], unfreeze=["net.0.bias"])
+    before = {k: v.clone() for k, v in task.network.state_dict().items()}
+    fit(task, TensorBatches(data(), 16))
+    after = task.network.state_dict()
+    assert torch.equal(before["net.0.weight"], after["net.0.weight"]), "a frozen kernel stays as it was"
+    assert not torch.equal(before["net.0.bias"], after["net.0.bias"]), "unfreeze takes it back"
+    assert not torch.equal(before["net.2.weight"], after["net.2.weight"])
+    optimised = {id(p) for g in task.slots["main"].optimizer.param_groups for p in g["params"]}
+    assert id(task.network.net[0].weight) not in optimised and task.frozen == ["net.0.weight"]
+    with pytest.raises(ConfigError, match="'base.*' matches no parameter"):
+        SupervisedTask(DenseNet(5, [8], 1), seed=0, problem="binary", freeze=["base.*"])
+
+
+def test_parameter_groups_get_their_own_learning_rates():
+    optimizer = {"name": "sgd", "lr": 0.1, "param_groups": [{"params": "net.0.*", "lr": 0.001}]}
+    task = SupervisedTask(DenseNet(5, [8], 1), seed=0, problem="binary", optimizer=optimizer)
+    fit(task, TensorBatches(data(), 16), max_steps=1)
+    groups = task.slots["main"].optimizer.param_groups
+    assert sorted(g["lr"] for g in groups) == [0.001, 0.1]
+    small = next(g for g in groups if g["lr"] == 0.001)
+    assert {id(p) for p in small["params"]} == {id(p) for p in task.network.net[0].parameters()}
+
+
+def test_keras_decay_schedule_and_plateau():
+    optimizer = {"name": "sgd", "lr": 0.1, "schedule": {"name": "keras_decay", "decay": 0.5}}
+    task = SupervisedTask(DenseNet(5, [8], 1), seed=0, problem="binary", optimizer=optimizer)
+    fit(task, TensorBatches(data(), 16), epochs=2)  # 8 optimiser steps
+    assert task.slots["main"].optimizer.param_groups[0]["lr"] == pytest.approx(0.1 / (1 + 0.5 * 8))
+    plateau = {"name": "sgd", "lr": 0.1, "schedule": {"name": "plateau", "monitor": "train/loss", "patience": 0,
+                                                       "factor": 0.5, "mode": "max"}}  # fmt: skip
+    task = SupervisedTask(DenseNet(5, [8], 1), seed=0, problem="binary", optimizer=plateau)
+    fit(task, TensorBatches(data(), 16), epochs=3)  # the loss falls: "max" mode sees no improvement
+    assert task.slots["main"].optimizer.param_groups[0]["lr"] == pytest.approx(0.1 * 0.5**2)
+
+
+class TwoOptimisers(SupervisedTask):
+    """A task with two named optimisers (as a GAN has), one per layer."""
+
+    def optimizer_specs(self):
+        named = list(self.network.named_parameters())
+        return {"main": ([p for p in named if p[0].startswith("net.0")], {"name": "sgd", "lr": 0.1}),
+                "second": ([p for p in named if not p[0].startswith("net.0")], {"name": "sgd", "lr": 0.0})}  # fmt: skip
+
+    def training_step(self, batch, batch_idx):
+        loss = self._step("train", batch, batch_idx)
+        self.optimise(self.slots["main"], loss)
+        self.optimise(self.slots["second"], self._step("train", batch, batch_idx))
+
+
+def test_several_named_optimisers_each_step_their_own_parameters():
+    task = TwoOptimisers(DenseNet(5, [8], 1), seed=0, problem="binary")
+    before = {k: v.clone() for k, v in task.network.state_dict().items()}
+    trainer = fit(task, TensorBatches(data(), 16))
+    after = task.network.state_dict()
+    assert list(task.slots) == ["main", "second"]
+    assert not torch.equal(before["net.0.weight"], after["net.0.weight"])
+    assert torch.equal(before["net.2.weight"], after["net.2.weight"]), "lr 0: the second optimiser's own layer"
+    assert trainer.global_step == 8, "Lightning counts every optimiser step (4 batches x 2)"
+
+
+def test_gradient_accumulation_equals_the_larger_batch():
+    x, y = data(32)
+    one = SupervisedTask(DenseNet(5, [8], 1), seed=0, problem="binary", optimizer={"name": "sgd", "lr": 0.5})
+    two = SupervisedTask(DenseNet(5, [8], 1), seed=0, problem="binary", optimizer={"name": "sgd", "lr": 0.5})
+    two.network.load_state_dict(one.network.state_dict())
+    two.accumulate = 2
+    fit(one, TensorBatches((x, y), 32))
+    fit(two, TensorBatches((x, y), 16))
+    for a, b in zip(one.network.parameters(), two.network.parameters(), strict=True):
+        assert torch.allclose(a, b, atol=1e-6)
+
+
+# -- CLI: multi-output runs, limits, errors, records ---------------------------------------------
+
+
+def test_digits_multi_output_learns_every_head(tmp_path):
+    dlwp("train", "task=digits_multi_output", "trainer.max_epochs=8", "task.monitor=val/digit/acc",
+         "task.monitor_mode=max", runs=tmp_path)  # fmt: skip
+    (run_dir,) = run_dirs(tmp_path, "digits_multi_output")
+    rec = record(run_dir)
+    final, base = rec["metrics"]["final"], rec["baselines"]
+    assert final["test/digit/acc"] > base["digit/majority_acc"] + 0.5
+    assert final["test/odd/acc"] > base["odd/majority_acc"] + 0.3
+    assert final["test/value/mae"] < 0.75 * base["value/mean_target_mae"]
+    rows = metric_rows(run_dir)
+    assert {"val/digit/acc", "val/odd/loss", "val/value/mae", "val/loss"} <= set(rows[0])
+    assert rows[-1]["train/loss"] < rows[0]["train/loss"]
+    assert rec["metrics"]["best"]["val/digit/acc"]["value"] == max(r["val/digit/acc"] for r in rows)
+    evaluated = dlwp("eval", f"ckpt_path={run_dir}", runs=tmp_path)
+    (eval_dir,) = run_dirs(tmp_path, "eval")
+    assert record(eval_dir)["metrics"]["final"]["test/odd/acc"] == pytest.approx(
+        final["test/odd/acc"], abs=1e-6
+    ) or "best" in evaluated.stderr  # eval reads best.ckpt; the training test used the last epoch
+
+
+def test_bad_multi_output_configs_stop_at_start_up_naming_the_key(tmp_path):
+    cases = [
+        (["task.outputs.odd.loss_weight=-1"], "task.outputs.odd.loss_weight=-1.0: a loss weight must be >= 0"),
+        (["+task.outputs.colour={problem: binary}"], "task.outputs.colour: the network has no output named 'colour'"),
+        (["data.targets=[digit,value]"], "task.outputs.odd: the batch has no target named 'odd'"),
+        (["task.monitor=val/colour/acc"], "task.monitor=val/colour/acc is not a metric this task logs"),
+    ]
+    for overrides, message in cases:
+        proc = dlwp("train", "task=digits_multi_output", *overrides, runs=tmp_path, check=False, timeout=120)
+        assert proc.returncode == 2, proc.stderr[-2000:]
+        assert message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+
+
+def test_max_steps_stops_training(tmp_path):
+    dlwp("train", "trainer.max_steps=5", "trainer.max_epochs=20", "data.batches_per_call=1", runs=tmp_path)
+    (run_dir,) = run_dirs(tmp_path)
+    rec = record(run_dir)
+    assert rec["status"] == "completed" and rec["epochs_done"] == 1, "12 batches an epoch: stopped inside the first"
+
+
+def test_init_from_starts_from_saved_weights_and_resume_is_distinct(tmp_path):
+    dlwp("train", "trainer.max_epochs=3", runs=tmp_path)
+    (source,) = run_dirs(tmp_path)
+    dlwp("train", f"init_from={source}", "trainer.max_epochs=1", runs=tmp_path)
+    started = run_dirs(tmp_path)[-1]
+    rec = record(started)
+    assert rec["init_from"]["loaded"] == 4 and rec["init_from"]["kept_initial"] == []
+    first = metric_rows(started)[0]
+    scratch = metric_rows(source)[0]
+    assert first["train/loss"] < scratch["train/loss"], "started from trained weights, the first epoch is better"
+    proc = dlwp("train", f"init_from={source}", f"ckpt_path={source}", runs=tmp_path, check=False, timeout=120)
+    assert proc.returncode == 2 and "give one of them" in proc.stderr
+
+
+def test_file_hashes_are_cached_by_path_size_and_times(tmp_path, monkeypatch):
+    from dlwp import record as rec
+
+    monkeypatch.setenv("DLWP_CACHE_DIR", str(tmp_path / "cache"))
+    files = [tmp_path / f"f{i}.bin" for i in range(3)]
+    for i, f in enumerate(files):
+        f.write_bytes(bytes([i]) * 1000)
+    hashed = []
+    real = rec.sha256_file
+    monkeypatch.setattr(rec, "sha256_file", lambda p: hashed.append(p) or real(p))
+    first = rec.file_identities(files)
+    again = rec.file_identities(files)
+    assert len(hashed) == 3 and first == again, "the second run hashes nothing"
+    files[1].write_bytes(b"changed")
+    changed = rec.file_identities(files)
+    assert len(hashed) == 4 and changed[1]["sha256"] == real(files[1])
+
+
+# -- streaming data ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def digit_images(tmp_path_factory) -> Path:
+    """scikit-learn's digits written as PNG files in class folders: train / validation / test."""
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    root = tmp_path_factory.mktemp("digit_images")
+    digits = load_digits()
+    images = (digits.images * 255 / 16).astype(np.uint8)
+    splits = {"train": range(0, 1000), "validation": range(1000, 1300), "test": range(1300, 1600)}
+    for split, rows in splits.items():
+        for i in rows:
+            folder = root / split / f"d{digits.target[i]}"
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(images[i]).save(folder / f"{i:04d}.png")
+    return root
+
+
+def image_module(root: Path, **kwargs):
+    from dlwp.data.images import ImageFolderDataModule
+
+    args = {"color_mode": "grayscale", "batch_size": 64, "shift": 0.25, "seed": 3} | kwargs
+    dm = ImageFolderDataModule(root=str(root), **args)
+    dm.setup()
+    return dm
+
+
+def test_image_folder_reads_classes_in_order_and_augments_training_only(digit_images):
+    dm = image_module(digit_images)
+    assert dm.sizes() == {"train": 1000, "val": 300, "test": 300}
+    assert dm.load()["train"].classes == [f"d{i}" for i in range(10)]
+    x, y = next(iter(dm.val_dataloader()))
+    plain = image_module(digit_images, shift=0.0)
+    x0, y0 = next(iter(plain.val_dataloader()))
+    assert torch.equal(x, x0) and torch.equal(y, y0), "validation samples are never augmented"
+    train, plain_train = next(iter(dm.train_dataloader())), next(iter(plain.train_dataloader()))
+    assert torch.equal(train[1], plain_train[1]) and not torch.equal(train[0], plain_train[0])
+    assert x.shape == (300, 1, 8, 8) and 0.0 <= float(x.min()) and float(x.max()) <= 1.0
+
+
+def test_streaming_samples_are_seeded_by_seed_epoch_and_index_whatever_the_workers(digit_images):
+    def epoch_batches(workers: int, epoch: int):
+        loader = image_module(digit_images, num_workers=workers).train_dataloader()
+        loader.batch_sampler.sampler.set_epoch(epoch)
+        return [b for b, _ in zip(loader, range(3), strict=False)]
+
+    in_process, with_workers = epoch_batches(0, 1), epoch_batches(2, 1)
+    for (xa, ya), (xb, yb) in zip(in_process, with_workers, strict=True):
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)
+    assert not torch.equal(epoch_batches(0, 2)[0][0], in_process[0][0]), "another epoch, other draws"
+
+
+STREAMING = ("data=image_folder", "data.color_mode=grayscale", "data.val_size=0", "data.shift=0.25",
+             "data.num_workers=2", "data.batch_size=64", "task.monitor=val/loss")  # fmt: skip
+
+
+def test_streaming_run_learns_and_a_killed_run_resumes_to_the_same_result(digit_images, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    args = [*STREAMING, f"data.root={digit_images}", "trainer.max_epochs=4"]
+    dlwp("train", *args, runs=tmp_path / "whole")
+    (whole,) = run_dirs(tmp_path / "whole")
+    rec = record(whole)
+    assert rec["metrics"]["final"]["test/acc"] > rec["baselines"]["majority_acc"] + 0.5
+    assert rec["data"]["files"]["count"] == 1600 and (whole / "data.sha256").is_file()
+    runs = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "dlwp.cli", "train", *args, f"paths.runs_dir={runs}", "trainer.enable_progress_bar=false"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline:
+            dirs = run_dirs(runs)
+            if dirs and (dirs[0] / "run.json").is_file() and record(dirs[0]).get("epochs_done", 0) >= 2:
+                break
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    (killed,) = run_dirs(runs)
+    assert record(killed)["status"] == "running" and record(killed)["epochs_done"] < 4
+    dlwp("train", *args, f"ckpt_path={killed}", runs=runs)
+    resumed = run_dirs(runs)[-1]
+    assert metric_rows(resumed) == metric_rows(whole)
+    assert record(resumed)["metrics"]["final"]["test/acc"] == rec["metrics"]["final"]["test/acc"]
+
+
+# -- data on first use, your own project ---------------------------------------------------------
+
+
+def test_missing_data_with_download_off_lists_the_ways_to_get_it(tmp_path):
+    proc = dlwp("train", "task=mnist_dense", f"paths.data_dir={tmp_path / 'data'}", "data.download=false",
+                runs=tmp_path, check=False, timeout=120)  # fmt: skip
+    assert proc.returncode == 2 and "dlwp data fetch mnist" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_missing_data_is_fetched_on_first_use_from_the_mirror(tmp_path):
+    from conftest import MIRROR
+
+    if not (MIRROR / "mnist" / "mnist.npz").is_file():
+        pytest.skip(f"real MNIST not available at {MIRROR}")
+    data_dir = tmp_path / "data"
+    proc = dlwp("train", "task=mnist_dense", f"paths.data_dir={data_dir}", "data.subset=500", "trainer.max_epochs=1",
+                runs=tmp_path, env={"DLWP_DATA_MIRROR": str(MIRROR)})  # fmt: skip
+    assert "mnist is not in" in proc.stderr and (data_dir / "mnist" / "mnist.npz").is_file()
+    (run_dir,) = run_dirs(tmp_path, "mnist_dense")
+    assert record(run_dir)["data"]["files"][0]["dataset"] == "mnist"
+
+
+def test_a_project_of_ones_own_adds_a_task_without_editing_dlwp(tmp_path):
+    """A package outside src/dlwp with its own conf/: a data module, a network and a task."""
+    project = tmp_path / "myproject"
+    (project / "src" / "myproject").mkdir(parents=True)
+    (project / "src" / "myproject" / "__init__.py").write_text("")
+    (project / "src" / "myproject" / "parity.py").write_text(textwrap.dedent('''
+        import torch
+        from torch import nn
+        from dlwp.data.base import InMemoryDataModule
+
+        class ParityData(InMemoryDataModule):
+            """Is the number of ones in 8 bits odd? All 256 patterns, twice."""
+            def __init__(self, repeats: int = 8, **kwargs):
+                super().__init__(**kwargs)
+                self.repeats = repeats
+            def files(self):
+                return []
+            def load(self):
+                x = ((torch.arange(256).unsqueeze(1) >> torch.arange(8)) & 1).float()
+                y = (x.sum(1) % 2).float()
+                return {"train": (x.repeat(self.repeats, 1), y.repeat(self.repeats)), "test": (x, y)}
+
+        class Mlp(nn.Module):
+            def __init__(self, width: int = 64):
+                super().__init__()
+                self.net = nn.Sequential(nn.Linear(8, width), nn.ReLU(), nn.Linear(width, 1))
+            def forward(self, x):
+                return self.net(x)
+    '''))
+    conf = project / "conf"
+    for group in ("task", "data", "model"):
+        (conf / group).mkdir(parents=True)
+    (conf / "data" / "parity.yaml").write_text("defaults: [_in_memory, _self_]\n_target_: myproject.parity.ParityData\nrepeats: 8\n")
+    (conf / "model" / "mlp.yaml").write_text("_target_: myproject.parity.Mlp\nwidth: 64\n")
+    (conf / "task" / "parity.yaml").write_text(textwrap.dedent("""
+        # @package _global_
+        defaults:
+          - override /data: parity
+          - override /model: mlp
+        task: {name: parity, section: "-", title: 8-bit parity, dataset: generated, problem: binary,
+               monitor: train/loss, optimizer: {name: adam, lr: 0.01}}
+        data: {batch_size: 64}
+        trainer: {max_epochs: 40}
+    """))
+    env = {"DLWP_CONFIG_PATH": str(conf), "PYTHONPATH": str(project / "src")}
+    listed = dlwp("tasks", env=env)
+    assert "parity" in listed.stdout and "mnist_convnet" in listed.stdout
+    dlwp("train", "task=parity", runs=tmp_path / "runs", env=env)
+    (run_dir,) = run_dirs(tmp_path / "runs", "parity")
+    final = record(run_dir)["metrics"]["final"]
+    assert final["test/acc"] > 0.9, final
+    dlwp("eval", f"ckpt_path={run_dir}", runs=tmp_path / "runs", env=env)
+    (eval_dir,) = run_dirs(tmp_path / "runs", "eval")
+    assert record(eval_dir)["metrics"]["final"]["test/acc"] > 0.9
+    assert json.loads((run_dir / "run.json").read_text())["task"] == "parity"
