@@ -27,11 +27,12 @@ from markdown_block import write_block  # bench/markdown_block.py
 HERE = Path(__file__).resolve().parent
 DLWP_ARGS = {
     "mnist_dense": ["task=mnist_dense"],
+    "mnist_convnet": ["task=mnist_convnet"],
     "imdb_dense": ["task=imdb_dense"],
     # one fold of book 3.7's K-fold: batch 1, validation on fold 0 every epoch
     "boston_fold": ["task=boston_kfold", "kfold.k=0", "data.num_folds=4", "data.fold=0", "data.batch_size=1"],
 }
-SAMPLES = {"mnist_dense": 60000, "imdb_dense": 25000, "boston_fold": 303}
+SAMPLES = {"mnist_dense": 60000, "mnist_convnet": 60000, "imdb_dense": 25000, "boston_fold": 303}
 
 
 def run_raw(task: str, data_dir: Path, epochs: int) -> tuple[list[float], float]:

@@ -20,6 +20,7 @@ from torch import nn
 
 TASKS = {  # what `dlwp train task=...` runs: data module, widths, loss, batch size
     "mnist_dense": {"hidden": [512], "out": 10, "loss": "ce", "batch": 128},
+    "mnist_convnet": {"hidden": [64], "out": 10, "loss": "ce", "batch": 64, "conv": True},
     "imdb_dense": {"hidden": [16, 16], "out": 1, "loss": "bce", "batch": 512},
     "boston_fold": {"hidden": [64, 64], "out": 1, "loss": "mse", "batch": 1},
 }
@@ -27,10 +28,12 @@ TASKS = {  # what `dlwp train task=...` runs: data module, widths, loss, batch s
 
 def load(task: str, data_dir: Path):
     """(train, val or None) splits as dlwp serves them, and the batch transform (multi-hot) if any."""
-    if task == "mnist_dense":
+    if task in ("mnist_dense", "mnist_convnet"):
         from dlwp.data.mnist import MNISTDataModule
 
-        dm = MNISTDataModule(path=str(data_dir / "mnist/mnist.npz"))
+        dm = MNISTDataModule(
+            path=str(data_dir / "mnist/mnist.npz"), layout="image" if task == "mnist_convnet" else "flat"
+        )
     elif task == "imdb_dense":
         from dlwp.data.imdb import IMDBDataModule
 
@@ -42,6 +45,18 @@ def load(task: str, data_dir: Path):
         dm = BostonHousingDataModule(path=str(data_dir / "boston_housing/boston_housing.npz"), num_folds=4, fold=0)
     dm.setup()
     return dm.splits["train"], dm.splits.get("val"), dm.batch_transform
+
+
+def convnet() -> nn.Module:
+    """Book 5.1: Conv(32)-Pool-Conv(64)-Pool-Conv(64)-Flatten-Dense(64)-Dense(10), Keras init."""
+    net = nn.Sequential(nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(32, 64, 3), nn.ReLU(),
+                        nn.MaxPool2d(2), nn.Conv2d(64, 64, 3), nn.ReLU(), nn.Flatten(), nn.Linear(576, 64), nn.ReLU(),
+                        nn.Linear(64, 10))  # fmt: skip
+    for m in net:
+        if isinstance(m, (nn.Linear, nn.Conv2d)):
+            nn.init.xavier_uniform_(m.weight)
+            nn.init.zeros_(m.bias)
+    return net
 
 
 def model(in_features: int, hidden: list[int], out: int) -> nn.Module:
@@ -72,7 +87,7 @@ def main() -> None:
     val = tuple(t.to(device) for t in val) if val is not None else None
     torch.manual_seed(args.seed)
     in_features = 10000 if args.task == "imdb_dense" else x[0].numel()
-    net = model(in_features, spec["hidden"], spec["out"]).to(device)
+    net = (convnet() if spec.get("conv") else model(in_features, spec["hidden"], spec["out"])).to(device)
     opt = torch.optim.RMSprop(net.parameters(), lr=1e-3, alpha=0.9, eps=1e-8)
     loss_fn = {"ce": F.cross_entropy,
                "bce": lambda o, t: F.binary_cross_entropy_with_logits(o.squeeze(1), t),
@@ -88,7 +103,7 @@ def main() -> None:
             xb, yb = x[idx], y[idx]
             if transform is not None:
                 xb, yb = transform((xb, yb))
-            loss = loss_fn(net(xb.flatten(1)), yb)
+            loss = loss_fn(net(xb if spec.get("conv") else xb.flatten(1)), yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

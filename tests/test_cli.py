@@ -35,3 +35,12 @@ def test_unknown_command_exits_2_with_usage():
     proc = dlwp("trian", check=False)
     assert proc.returncode == 2
     assert "unknown command 'trian'" in proc.stderr and "usage: dlwp" in proc.stderr
+
+
+def test_every_command_of_the_table_is_in_the_help_and_runs():
+    from dlwp.cli import COMMANDS, entry_point
+
+    out = dlwp("--help").stdout
+    for command in COMMANDS:
+        assert f"  {command.name}" in out and command.summary in out
+        assert callable(entry_point(command.entry)), command.entry

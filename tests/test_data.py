@@ -109,7 +109,8 @@ def test_corrupt_or_partial_mnist_is_named(tmp_path):
 
 
 def test_cli_without_mnist_fails_at_once_with_instructions(tmp_path):
-    proc = dlwp("train", "task=mnist_dense", f"paths.data_dir={tmp_path}", runs=tmp_path / "runs", check=False)
+    proc = dlwp("train", "task=mnist_dense", f"paths.data_dir={tmp_path}", "data.download=false",
+                runs=tmp_path / "runs", check=False)  # fmt: skip
     assert proc.returncode == 2
     assert "mnist.npz does not exist" in proc.stderr and "Traceback" not in proc.stderr
     (run_dir,) = run_dirs(tmp_path / "runs", "mnist_dense")

@@ -529,9 +529,22 @@ def test_real_imdb_rows_are_the_keras_encoding_of_the_shuffled_reviews(imdb_dir)
     dm.setup()
     reviews = prepare_reviews(imdb_dir / "imdb_word_index.json", imdb_dir / "aclImdb_v1.tar.gz", imdb_dir / ".cache")
     for split, seed in (("train", 113), ("test", 226)):
-        ranks, labels, _ = reviews[split]
+        ranks, labels, _, ratings = reviews[split]
+        # aclImdb's file names: <id>_<rating>.txt, 1-4 for negative reviews and 7-10 for positive ones
+        assert set(np.unique(ratings[labels == 1])) == {7, 8, 9, 10} and set(np.unique(ratings[labels == 0])) == {
+            1,
+            2,
+            3,
+            4,
+        }
         order = keras_permutation(25000, seed)
         rows = [0, 1, 2, 12345, 24999]
         expected = keras_pad_sequences(keras_index([ranks[order[i]].tolist() for i in rows], 10000), 200)
         assert torch.equal(dm.splits[split][0][rows], torch.from_numpy(expected))
         assert dm.splits[split][1][rows].tolist() == labels[order[rows]].tolist()
+    named = real_imdb(imdb_dir, encoding="sequence", maxlen=200, targets=["sentiment", "rating", "rating_class"])
+    named.setup()
+    y = named.splits["test"][1]
+    assert torch.equal(y["sentiment"], dm.splits["test"][1]), "the same reviews in the same order"
+    stars = y["rating"] + 5.5  # the rating target is centred
+    assert torch.equal(y["rating_class"], stars.long() - 1) and torch.equal(y["sentiment"], (stars > 5).float())

@@ -347,7 +347,10 @@ def test_named_inputs_and_outputs_train_under_ddp_like_one_process(tmp_path):
     args = ("task=digits_multi_output", "trainer.max_epochs=3")
     dlwp("train", *args, runs=tmp_path / "one")
     dlwp_ddp("train", *args, *DDP, runs=tmp_path / "two")
-    (one,), (two,) = run_dirs(tmp_path / "one", "digits_multi_output"), run_dirs(tmp_path / "two", "digits_multi_output")
+    (one,), (two,) = (
+        run_dirs(tmp_path / "one", "digits_multi_output"),
+        run_dirs(tmp_path / "two", "digits_multi_output"),
+    )
     assert record(two)["device"]["world_size"] == 2
     samples = {"train": 1257, "val": 180, "test": 360}
     rows_one, rows_two = metric_rows(one), metric_rows(two)

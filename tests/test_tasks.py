@@ -1,4 +1,4 @@
-"""Smoke tests of the book's chapter 3-4 tasks through the real CLI, on tiny subsets: learning happened.
+"""Smoke tests of the book's tasks (chapters 3-5 and 7.1.3) through the real CLI, on tiny subsets: learning happened.
 
 Real data (the shared mirror) when present; otherwise the data modules' synthetic source, which
 has the real format and a learnable signal, so the suite passes on a machine without ../shared.
@@ -13,6 +13,7 @@ import pytest
 from conftest import MIRROR, dlwp, metric_rows, record, run_dirs
 
 FILES = {
+    "mnist": ["mnist/mnist.npz"],
     "imdb": ["imdb/imdb_word_index.json", ("imdb/aclImdb_v1.tar.gz", "imdb/aclImdb_v1_labeled.tar.gz")],
     "reuters": [("reuters/reuters.npz", "reuters/reuters_rebuilt.npz")],
 }
@@ -85,3 +86,35 @@ def test_chapter4_study_runs_all_variants_in_one_command_with_figures(data_args,
     figures = {p.name for p in (sweep / "report").glob("*.png")}
     assert {f"vs_imdb_original_{t}.png" for t in ("imdb_smaller", "imdb_bigger", "imdb_l2", "imdb_dropout")} <= figures
     assert (sweep / "summary.md").read_text().count("completed") == 5
+
+
+def test_mnist_convnet_learns_and_its_checkpoints_evaluate_and_ensemble(data_args, tmp_path):
+    """Book 5.1 on a subset: two seeds beat the majority class; `dlwp eval` of a checkpoint and an
+    ensemble of the two work on the convnet."""
+    dlwp("train", "-m", "task=mnist_convnet", "seed=0,1", "data.subset=1500", "trainer.max_epochs=2",
+         *data_args["mnist"], runs=tmp_path)  # fmt: skip
+    (sweep,) = (tmp_path / "multirun").iterdir()
+    jobs = sorted(p for p in sweep.iterdir() if (p / "run.json").exists())
+    for job in jobs:
+        rec = _learned(job)
+        assert rec["metrics"]["final"]["test/acc"] > rec["baselines"]["majority_acc"] + 0.5
+    where = [a for a in data_args["mnist"] if a.startswith("paths.")]  # the checkpoint knows the rest
+    dlwp("eval", f"ckpt_path={jobs[0] / 'checkpoints' / 'last.ckpt'}", *where, runs=tmp_path)
+    (eval_dir,) = run_dirs(tmp_path, "eval")
+    assert record(eval_dir)["metrics"]["final"]["test/acc"] == record(jobs[0])["metrics"]["final"]["test/acc"]
+    dlwp("ensemble", f"sweep={sweep}", *where, runs=tmp_path)
+    (ens_dir,) = run_dirs(tmp_path, "ensemble")
+    ens = record(ens_dir)
+    assert len(ens["members"]) == 2
+    assert ens["metrics"]["final"]["test/acc"] >= min(m["test/acc"] for m in ens["members"]) - 0.01
+
+
+def test_imdb_multi_output_beats_each_heads_baseline(data_args, tmp_path):
+    dlwp("train", "task=imdb_multi_output", "data.subset=3000", "trainer.max_epochs=4", *data_args["imdb"],
+         runs=tmp_path)  # fmt: skip
+    (run_dir,) = run_dirs(tmp_path, "imdb_multi_output")
+    rec = _learned(run_dir)
+    final, base = rec["metrics"]["final"], rec["baselines"]
+    assert final["test/sentiment/acc"] > base["sentiment/majority_acc"] + 0.1
+    assert final["test/rating/mae"] < base["rating/mean_target_mae"] - 0.3
+    assert final["test/rating_class/acc"] > base["rating_class/majority_acc"] + 0.03

@@ -15,8 +15,8 @@ from dlwp.model.dense import DenseNet
 from dlwp.paths import claim_dir
 from dlwp.record import best_of, redact_argv
 from dlwp.task.heads import binary_loss
-from dlwp.task.optim import build_optimizer
 from dlwp.task.metrics import Accuracy, BatchMean, MeanAbsoluteError
+from dlwp.task.optim import build_optimizer
 
 
 def test_keras_init_glorot_uniform_kernels_zero_biases():

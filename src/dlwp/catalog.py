@@ -53,7 +53,9 @@ def list_tasks(root: Path | None = None) -> list[TaskInfo]:
                 reference={k: v for k, v in (task.get("reference") or {}).items() if v is not None},
             )
         )
-    return sorted(tasks, key=lambda t: ([(0, int(p), "") if p.isdigit() else (1, 0, p) for p in t.section.split(".")], t.name))
+    return sorted(
+        tasks, key=lambda t: ([(0, int(p), "") if p.isdigit() else (1, 0, p) for p in t.section.split(".")], t.name)
+    )
 
 
 def main(argv: list[str]) -> int:

@@ -27,23 +27,43 @@ class Command:
 
 
 COMMANDS: tuple[Command, ...] = (
-    Command("train", "[key=value ...]", "train a book task (default: the embedded digits task)", "dlwp.train:main",
-            hydra=True, examples=(
-                "dlwp train task=mnist_dense seed=1 trainer.max_epochs=3",
-                "dlwp train -m task=digits_dense seed=0,1,2      (Hydra multirun)",
-                "dlwp train ckpt_path=last                       (resume the newest run)",
-                "dlwp train task=T init_from=RUN                 (start from a run's weights)",
-                "dlwp train --cfg job                            (print the config)",
-            )),  # fmt: skip
-    Command("eval", "ckpt_path=PATH", "evaluate a checkpoint (or a run directory) on its task's test split",
-            "dlwp.evaluate:evaluate", hydra=True),  # fmt: skip
+    Command(
+        "train",
+        "[key=value ...]",
+        "train a book task (default: the embedded digits task)",
+        "dlwp.train:main",
+        hydra=True,
+        examples=(
+            "dlwp train task=mnist_dense seed=1 trainer.max_epochs=3",
+            "dlwp train -m task=digits_dense seed=0,1,2      (Hydra multirun)",
+            "dlwp train ckpt_path=last                       (resume the newest run)",
+            "dlwp train task=T init_from=RUN                 (start from a run's weights)",
+            "dlwp train --cfg job                            (print the config)",
+        ),
+    ),
+    Command(
+        "eval",
+        "ckpt_path=PATH",
+        "evaluate a checkpoint (or a run directory) on its task's test split",
+        "dlwp.evaluate:evaluate",
+        hydra=True,
+    ),
     Command("tasks", "", "list the book tasks with their section, dataset and book result", "dlwp.catalog:main"),
-    Command("ensemble", "ckpt_paths=[..] | sweep=DIR top_k=K",
-            "average saved checkpoints of one task (book 7.3), evaluate on test", "dlwp.ensemble:ensemble",
-            hydra=True),  # fmt: skip
+    Command(
+        "ensemble",
+        "ckpt_paths=[..] | sweep=DIR top_k=K",
+        "average saved checkpoints of one task (book 7.3), evaluate on test",
+        "dlwp.ensemble:ensemble",
+        hydra=True,
+    ),
     Command("report", "PATH", "book-style figures + summary.md for a run or a sweep directory", "dlwp.report:main"),
-    Command("data", "list|status|fetch", "the book's datasets: registry, what is on disk, verified download",
-            "dlwp.data.cli:main", examples=("dlwp data fetch mnist --mirror ../shared/datasets",)),  # fmt: skip
+    Command(
+        "data",
+        "list|status|fetch",
+        "the book's datasets: registry, what is on disk, verified download",
+        "dlwp.data.cli:main",
+        examples=("dlwp data fetch mnist --mirror ../shared/datasets",),
+    ),
 )
 BY_NAME = {c.name: c for c in COMMANDS}
 

@@ -48,7 +48,9 @@ def extra_conf_dirs() -> list[Path]:
     for entry in filter(None, os.environ.get(CONFIG_PATH_ENV, "").split(os.pathsep)):
         path = Path(entry).expanduser().resolve()
         if not path.is_dir():
-            raise ConfigError(f"{CONFIG_PATH_ENV}: {entry} is not a directory (it should hold task/, data/, model/ ...)")
+            raise ConfigError(
+                f"{CONFIG_PATH_ENV}: {entry} is not a directory (it should hold task/, data/, model/ ...)"
+            )
         dirs.append(path)
     return dirs
 

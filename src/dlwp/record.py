@@ -110,7 +110,9 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
 
 def hash_cache_file() -> Path:
     """Where file hashes are remembered: `$DLWP_CACHE_DIR`, else `$XDG_CACHE_HOME/dlwp` (~/.cache)."""
-    base = os.environ.get("DLWP_CACHE_DIR") or Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser() / "dlwp"
+    base = (
+        os.environ.get("DLWP_CACHE_DIR") or Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser() / "dlwp"
+    )
     return Path(base) / "sha256.json"
 
 

@@ -119,7 +119,9 @@ def literal_violations(cls: type, node: DictConfig, key: str) -> list[str]:
     return errors
 
 
-def check_target(node: DictConfig, key: str, injected: tuple[str, ...] = (), also_valid: tuple[str, ...] = ()) -> DictConfig:
+def check_target(
+    node: DictConfig, key: str, injected: tuple[str, ...] = (), also_valid: tuple[str, ...] = ()
+) -> DictConfig:
     """Validate a `_target_` node; return it typed, with the constructor's defaults filled in.
 
     `also_valid`: keys of the node that are checked elsewhere (they are suggested for typos).

@@ -105,7 +105,9 @@ class BookDataModule(L.LightningDataModule):
         if num_folds and (val_size or val_from == "test"):
             raise ConfigError("data.num_folds > 0 picks the validation fold itself: set data.val_size=0, val_from=tail")
         if batch_size < 1 or eval_batch_size < 1:
-            raise ConfigError(f"data.batch_size and data.eval_batch_size must be >= 1, got {batch_size}, {eval_batch_size}")
+            raise ConfigError(
+                f"data.batch_size and data.eval_batch_size must be >= 1, got {batch_size}, {eval_batch_size}"
+            )
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.val_size, self.val_from = val_size, val_from
         self.subset, self.subset_seed, self.stratify_on = subset, subset_seed, stratify_on
@@ -318,7 +320,9 @@ def class_labels(targets: tree.Part, key: str | None) -> np.ndarray | None:
         if key is None:
             return None
         if key not in targets:
-            raise ConfigError(f"data.stratify_on={key!r} is not a target of this dataset; targets: {', '.join(targets)}")
+            raise ConfigError(
+                f"data.stratify_on={key!r} is not a target of this dataset; targets: {', '.join(targets)}"
+            )
         targets = targets[key]
     elif key is not None:
         raise ConfigError(f"data.stratify_on={key!r}: this dataset has a single, unnamed target")

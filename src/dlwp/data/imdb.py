@@ -75,7 +75,9 @@ class Reviews(NamedTuple):
 
 TARGETS = {
     "sentiment": lambda labels, ratings: torch.from_numpy(labels.astype(np.float32)),  # 0/1, as the book
-    "rating": lambda labels, ratings: torch.from_numpy(ratings.astype(np.float32)),  # 1-10 stars
+    # stars - 5.5: centred, so a regression head starts at the middle of the scale, not 5.5 stars
+    # off (4 epochs of RMSprop would not move its bias that far); errors are in stars all the same
+    "rating": lambda labels, ratings: torch.from_numpy(ratings.astype(np.float32) - 5.5),
     "rating_class": lambda labels, ratings: torch.from_numpy(ratings.astype(np.int64) - 1),  # 0-9
 }
 
@@ -89,9 +91,10 @@ class IMDBDataModule(WordIndexDataModule):
             is ignored), never extracted.
         npz: Keras' pre-tokenised `imdb.npz`; used instead of the two files above when it exists.
         num_words, encoding, maxlen: see `WordIndexDataModule`.
-        targets: `sentiment` (0/1, the book's), or `rating` (1-10 stars, from each review's file
-            name) / `rating_class` (the rating as 10 classes, 0-9), or a list of these for a
-            multi-output task (named targets). Ratings need the raw reviews, not `imdb.npz`.
+        targets: `sentiment` (0/1, the book's), or `rating` (each review's 1-10 stars, from its
+            file name, minus 5.5: centred for a regression head, errors still in stars) /
+            `rating_class` (the rating as 10 classes, 0-9), or a list of these for a multi-output
+            task (named targets). Ratings need the raw reviews, not `imdb.npz`.
         cache_dir: where tokenised reviews are cached; None: `.cache/` beside `reviews`. When it
             is not writable the reviews are tokenised on every load (with a warning).
         allow_unverified_pickle: `imdb.npz` stores pickled objects; load one whose sha256 is not
@@ -151,7 +154,10 @@ class IMDBDataModule(WordIndexDataModule):
             distinct = self.encoding == "multi_hot" and reviews.distinct is not None
             ranks = reviews.distinct if distinct else reviews.ranks
             x = self.inputs(keras_encode(ranks.take(order), self.num_words), presorted=distinct)
-            splits[split] = (x, self._targets(reviews.labels[order], None if reviews.ratings is None else reviews.ratings[order]))
+            splits[split] = (
+                x,
+                self._targets(reviews.labels[order], None if reviews.ratings is None else reviews.ratings[order]),
+            )
         return splits
 
     def _targets(self, labels: np.ndarray, ratings: np.ndarray | None):

@@ -152,7 +152,8 @@ class StreamingDataModule(BookDataModule):
         trainer = getattr(self, "trainer", None)
         epoch_source = (lambda: compat.epoch_to_serve(trainer)) if trainer is not None else None
         plan = BatchPlan(len(source), batch_size, shuffle=train, seed=self.seed, rank=rank, world_size=world_size,
-                         short_last="drop" if train else "merge", epoch_keys=True, epoch_source=epoch_source)  # fmt: skip
+                         short_last="drop" if train else "merge", epoch_keys=True,
+                         epoch_source=epoch_source)  # fmt: skip
         transform = self.train_transform if train else None
         pin = self.pin_memory if self.pin_memory is not None else self.on_gpu()
         workers = self.num_workers

@@ -19,8 +19,8 @@ from dlwp import compat
 from dlwp.config.schema import OptimizerConfig
 from dlwp.data import tree
 from dlwp.data.batches import BatchGroup
-from dlwp.task.metrics import BatchMean
 from dlwp.task import optim
+from dlwp.task.metrics import BatchMean
 from dlwp.task.optim import OptimizerSlot, make_slot
 
 STAGES = ("train", "val", "test")
@@ -143,7 +143,13 @@ class BookTask(L.LightningModule):
             # over every update of the epoch. Once per epoch is enough, and `self.log` on every
             # step would cost more than the step itself for the book's small networks.
             for name, metric in metrics.items():
-                self.log(f"{stage}/{name}", metric, on_step=False, on_epoch=True, prog_bar=stage != "test" and "/" not in name)
+                self.log(
+                    f"{stage}/{name}",
+                    metric,
+                    on_step=False,
+                    on_epoch=True,
+                    prog_bar=stage != "test" and "/" not in name,
+                )
         return loss
 
     def training_step(self, batch, batch_idx):
@@ -181,9 +187,13 @@ class BookTask(L.LightningModule):
             compat.counted_step(lightning_optimizer, slot.optimizer.step)
         else:
             if slot.clipnorm is not None:
-                self.clip_gradients(lightning_optimizer, gradient_clip_val=slot.clipnorm, gradient_clip_algorithm="norm")
+                self.clip_gradients(
+                    lightning_optimizer, gradient_clip_val=slot.clipnorm, gradient_clip_algorithm="norm"
+                )
             if slot.clipvalue is not None:
-                self.clip_gradients(lightning_optimizer, gradient_clip_val=slot.clipvalue, gradient_clip_algorithm="value")
+                self.clip_gradients(
+                    lightning_optimizer, gradient_clip_val=slot.clipvalue, gradient_clip_algorithm="value"
+                )
             lightning_optimizer.step()
         if slot.schedule is not None and slot.schedule.per_step:
             slot.schedule.step()
@@ -252,7 +262,6 @@ class BookTask(L.LightningModule):
             if name in self.slots and self.slots[name].schedule is not None:
                 self.slots[name].schedule.load_state_dict(state)
         return [slot.optimizer for slot in self.slots.values()]
-
 
 
 def _plain(config) -> dict[str, Any]:

@@ -138,7 +138,8 @@ class Plateau(Schedule):
     def epoch_end(self, metrics: dict[str, float]) -> None:
         if self.monitor not in metrics:
             raise ConfigError(
-                f"{self.key}.schedule.monitor={self.monitor} was not logged this epoch; logged: {', '.join(sorted(metrics))}"
+                f"{self.key}.schedule.monitor={self.monitor} was not logged this epoch; "
+                f"logged: {', '.join(sorted(metrics))}"
             )
         self.scheduler.step(float(metrics[self.monitor]))
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 from torch import nn
@@ -93,7 +93,9 @@ class MultiOutputTask(BookTask):
             weight = float(spec.get("loss_weight", 1.0))
             if not weight >= 0:
                 raise ConfigError(f"task.outputs.{name}.loss_weight={weight}: a loss weight must be >= 0")
-            self.heads[name] = make_head(spec["problem"], keras_loss, spec.get("loss"), key=f"task.outputs.{name}.problem")
+            self.heads[name] = make_head(
+                spec["problem"], keras_loss, spec.get("loss"), key=f"task.outputs.{name}.problem"
+            )
             self.loss_weights[name] = weight
         self.register_metrics()
 
