@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from markdown_block import write_block  # bench/markdown_block.py
+from markdown_block import block_rows, write_block  # bench/markdown_block.py
 
 HERE = Path(__file__).resolve().parent
 KERAS_PY = HERE / ".venv-keras" / "bin" / "python"
@@ -123,8 +123,13 @@ def main() -> int:
                  f"median epoch time, first epoch of each run not counted; metric = mean over runs.", "",
                  "| task | Keras (book code) | dlwp | dlwp speed-up | metric: Keras / dlwp | peak RSS Keras / dlwp |",
                  "|---|---|---|---|---|---|"]  # fmt: skip
-        lines += [f"| {t} | {k:.3f} s | {d:.3f} s | **x{k / d:.2f}** | {n}: {km:.4f} / {dm:.4f} "
-                  f"| {kr:.0f} / {dr:.0f} MB |" for t, k, d, km, dm, n, kr, dr in rows]  # fmt: skip
+        fresh = {t: f"| {t} | {k:.3f} s | {d:.3f} s | **x{k / d:.2f}** | {n}: {km:.4f} / {dm:.4f} "
+                    f"| {kr:.0f} / {dr:.0f} MB |" for t, k, d, km, dm, n, kr, dr in rows}  # fmt: skip
+        kept = {t: line for t, line in block_rows(args.write, "keras").items() if t not in fresh}
+        if kept:  # tasks not run this time keep their row, marked with the date it came from
+            lines[0] += f" Rows of tasks not re-run ({', '.join(kept)}) are kept from the run before (see git log)."
+        ordered = [t for t in DLWP if t in fresh or t in kept]
+        lines += [fresh.get(t) or kept[t] for t in ordered]
         write_block(args.write, "keras", "\n".join(lines))
     return 0
 

@@ -17,3 +17,19 @@ def write_block(doc: Path, name: str, body: str) -> None:
     if not n:
         raise SystemExit(f"{doc} has no {begin} ... {end} block to write into")
     doc.write_text(new)
+
+
+def block_rows(doc: Path, name: str) -> dict[str, str]:
+    """The table rows (`| key | ...`) of a generated block, by their first cell: what a benchmark
+    run over some of its tasks keeps of the others."""
+    text = doc.read_text()
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    if begin not in text:
+        return {}
+    body = text.split(begin, 1)[1].split(end, 1)[0]
+    rows = {}
+    for line in body.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("| ") and cells and cells[0] not in ("task", "") and not cells[0].startswith("---"):
+            rows[cells[0]] = line
+    return rows

@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from markdown_block import write_block  # bench/markdown_block.py
+from markdown_block import block_rows, write_block  # bench/markdown_block.py
 
 HERE = Path(__file__).resolve().parent
 DLWP_ARGS = {
@@ -125,12 +125,16 @@ def write_table(path: Path, rows: list[dict], help_s: float, tasks_s: float, sta
         "| peak RSS raw / dlwp |",
         "|---|---|---|---|---|---|",
     ]
-    for r in rows:
-        lines.append(
-            f"| {r['task']} | {r['raw_s']:.3f} s ({r['raw_range'][0]:.2f}-{r['raw_range'][1]:.2f}) "
-            f"| {r['dlwp_s']:.3f} s ({r['dlwp_range'][0]:.2f}-{r['dlwp_range'][1]:.2f}) | **{r['ratio']:.2f}** "
-            f"| {r['raw_sps']:,.0f} / {r['dlwp_sps']:,.0f} | {r['raw_rss']:.0f} / {r['dlwp_rss']:.0f} MB |"
-        )
+    fresh = {
+        r["task"]: f"| {r['task']} | {r['raw_s']:.3f} s ({r['raw_range'][0]:.2f}-{r['raw_range'][1]:.2f}) "
+        f"| {r['dlwp_s']:.3f} s ({r['dlwp_range'][0]:.2f}-{r['dlwp_range'][1]:.2f}) | **{r['ratio']:.2f}** "
+        f"| {r['raw_sps']:,.0f} / {r['dlwp_sps']:,.0f} | {r['raw_rss']:.0f} / {r['dlwp_rss']:.0f} MB |"
+        for r in rows
+    }
+    kept = {t: line for t, line in block_rows(path, "overhead").items() if t not in fresh and t in DLWP_ARGS}
+    if kept:  # tasks not run this time keep their row
+        lines[0] += f" Rows of tasks not re-run ({', '.join(kept)}) are kept from the run before (see git log)."
+    lines += [fresh.get(t) or kept[t] for t in DLWP_ARGS if t in fresh or t in kept]
     lines += ["", f"Start-up: `dlwp --help` {help_s:.2f} s, `dlwp tasks` {tasks_s:.2f} s, `dlwp train` to "
               f"the first training step {startup:.2f} s (median over the dlwp runs above)."]  # fmt: skip
     write_block(path, "overhead", "\n".join(lines))

@@ -20,7 +20,7 @@ from torch import nn
 
 TASKS = {  # what `dlwp train task=...` runs: data module, widths, loss, batch size
     "mnist_dense": {"hidden": [512], "out": 10, "loss": "ce", "batch": 128},
-    "mnist_convnet": {"hidden": [64], "out": 10, "loss": "ce", "batch": 64, "conv": True},
+    "mnist_convnet": {"hidden": [64], "out": 10, "loss": "ce", "batch": 64, "conv": True},  # channels-last, as dlwp
     "imdb_dense": {"hidden": [16, 16], "out": 1, "loss": "bce", "batch": 512},
     "boston_fold": {"hidden": [64, 64], "out": 1, "loss": "mse", "batch": 1},
 }
@@ -88,6 +88,8 @@ def main() -> None:
     torch.manual_seed(args.seed)
     in_features = 10000 if args.task == "imdb_dense" else x[0].numel()
     net = (convnet() if spec.get("conv") else model(in_features, spec["hidden"], spec["out"])).to(device)
+    if spec.get("conv"):  # the task's trainer.channels_last
+        net, x = net.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
     opt = torch.optim.RMSprop(net.parameters(), lr=1e-3, alpha=0.9, eps=1e-8)
     loss_fn = {"ce": F.cross_entropy,
                "bce": lambda o, t: F.binary_cross_entropy_with_logits(o.squeeze(1), t),

@@ -1,6 +1,6 @@
 """Where a training step's time goes: torch.profiler over 128 steps of `mnist_dense`, dlwp or the raw loop.
 
-    python bench/step_profile.py dlwp [OVERRIDE ...]     # e.g. trainer=gpu, trainer.deterministic=false
+    python bench/step_profile.py dlwp [OVERRIDE ...]     # e.g. task=mnist_convnet, trainer.deterministic=false
     python bench/step_profile.py raw [--device cuda]
 
 Prints, per training step: wall time, operators dispatched, GPU kernels launched, host<->device
@@ -26,6 +26,34 @@ def activities() -> list[ProfilerActivity]:
     return [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
 
 
+CATEGORIES = (  # (share name, operator-name fragments), first match wins: where a step's host time goes
+    ("convolutions (forward + backward)", ("conv", "mkldnn_convolution")),
+    ("max-pooling", ("max_pool",)),
+    ("dense layers", ("addmm", "aten::mm", "aten::linear", "aten::matmul")),
+    ("activations", ("relu", "threshold_backward")),
+    ("optimiser (RMSprop)", ("_foreach", "addcmul", "aten::sqrt", "aten::div", "rmsprop")),
+    ("loss and metrics", ("cross_entropy", "nll_loss", "log_softmax", "clamp", "argmax", "aten::eq", "aten::sum")),
+)
+
+
+def shares(prof, wall: float, steps: int) -> None:
+    """Self CPU time by kind of operator, as shares of the profiled wall time (the rest: Python,
+    Lightning and dlwp bookkeeping, and operators not listed)."""
+    totals = dict.fromkeys([c for c, _ in CATEGORIES], 0.0)
+    for event in prof.key_averages():
+        if not event.key.startswith("aten::"):
+            continue
+        for name, fragments in CATEGORIES:
+            if any(f in event.key for f in fragments):
+                totals[name] += event.self_cpu_time_total / 1e6
+                break
+    print("   share of the step's wall time:")
+    for name, seconds in totals.items():
+        print(f"     {name:<36} {100 * seconds / wall:5.1f} %  ({1e3 * seconds / steps:.2f} ms/step)")
+    rest = wall - sum(totals.values())
+    print(f"     {'everything else':<36} {100 * rest / wall:5.1f} %  ({1e3 * rest / steps:.2f} ms/step)")
+
+
 def report(label: str, prof, steps: int, wall: float) -> None:
     events = prof.key_averages()
     ops = sum(e.count for e in events if e.key.startswith("aten::"))
@@ -36,6 +64,7 @@ def report(label: str, prof, steps: int, wall: float) -> None:
     print(f"   aten ops/step {ops / steps:.1f}; GPU kernels/step {kernels / steps:.1f}; "
           f"launches/step {launches / steps:.1f}")  # fmt: skip
     print(f"   sync-like calls/step: { {k: round(v / steps, 2) for k, v in syncs.items()} }")
+    shares(prof, wall, steps)
     print(events.table(sort_by="self_cpu_time_total", row_limit=25, max_name_column_width=60))
 
 

@@ -58,6 +58,24 @@ def test_subsets_stratify_on_a_named_target():
         DigitsDataModule(targets=["digit", "odd"], stratify_on="colour", subset=100).setup()
 
 
+def test_hold_outs_and_folds_cut_named_targets_alike():
+    from dlwp.data.digits import DigitsDataModule
+
+    full = DigitsDataModule(targets=["digit", "odd"])
+    full.setup()
+    fold = DigitsDataModule(targets=["digit", "odd"], num_folds=4, fold=1)
+    fold.setup()
+    n = full.sizes()["train"]
+    start, stop = n // 4, 2 * (n // 4)
+    assert torch.equal(fold.splits["val"][1]["digit"], full.splits["train"][1]["digit"][start:stop])
+    assert torch.equal(
+        fold.splits["train"][0], torch.cat([full.splits["train"][0][:start], full.splits["train"][0][stop:]])
+    )
+    held = DigitsDataModule(targets=["digit", "odd"], val_size=100, val_from="head")
+    held.setup()
+    assert torch.equal(held.splits["val"][1]["odd"], full.splits["train"][1]["odd"][:100])
+
+
 # -- tasks ---------------------------------------------------------------------------------------
 
 
@@ -140,6 +158,33 @@ def test_task_keys_are_checked_against_the_task_class(tmp_path):
         validate(compose_train("task.problem=ranking"))
     cfg = validate(compose_train("task=digits_multi_output"))
     assert cfg.task._target_ == "dlwp.task.MultiOutputTask" and cfg.task.outputs.value.loss_weight == 0.25
+
+
+def test_book_convnet_has_the_books_parameters_and_keras_initialisation():
+    import math
+
+    from dlwp.model.convnet import ConvNet
+
+    net = ConvNet([1, 28, 28], [32, 64, 64], 10, pool=[True, True, False], hidden=[64])
+    assert sum(p.numel() for p in net.parameters()) == 93_322, "book 5.1's model.summary()"
+    conv = net.features[0]
+    bound = math.sqrt(6 / (1 * 9 + 32 * 9))  # glorot-uniform over the receptive field, as Keras
+    assert bound * 0.9 < conv.weight.abs().max() <= bound and not conv.bias.any()
+    cats_dogs = ConvNet([3, 150, 150], [32, 64, 128, 128], 1, hidden=[512], dropout=0.5)
+    assert sum(p.numel() for p in cats_dogs.parameters()) == 3_453_121, "book 5.2's model.summary()"
+
+
+def test_channels_last_gives_the_same_network_function():
+    from dlwp.model.convnet import ConvNet
+
+    torch.manual_seed(0)
+    nchw = SupervisedTask(ConvNet([1, 12, 12], [4, 8], 3, hidden=[8]), seed=0, problem="multiclass")
+    nhwc = SupervisedTask(ConvNet([1, 12, 12], [4, 8], 3, hidden=[8]), seed=0, problem="multiclass")
+    nhwc.network.load_state_dict(nchw.network.state_dict())
+    nhwc.use_channels_last()
+    assert nhwc.network.features[0].weight.is_contiguous(memory_format=torch.channels_last)
+    x = torch.rand(5, 1, 12, 12)
+    assert torch.allclose(nchw(x), nhwc(x), atol=1e-6)
 
 
 # -- optimisers ----------------------------------------------------------------------------------
@@ -258,12 +303,15 @@ def test_digits_multi_output_learns_every_head(tmp_path):
     assert {"val/digit/acc", "val/odd/loss", "val/value/mae", "val/loss"} <= set(rows[0])
     assert rows[-1]["train/loss"] < rows[0]["train/loss"]
     assert rec["metrics"]["best"]["val/digit/acc"]["value"] == max(r["val/digit/acc"] for r in rows)
-    evaluated = dlwp("eval", f"ckpt_path={run_dir}", runs=tmp_path)
+    dlwp("report", str(run_dir))
+    assert {"loss.png", "digit_acc.png", "odd_loss.png", "value_mae.png"} <= {
+        p.name for p in (run_dir / "report").iterdir()
+    }
+    dlwp("eval", f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}", runs=tmp_path)  # the weights tested
     (eval_dir,) = run_dirs(tmp_path, "eval")
-    assert (
-        record(eval_dir)["metrics"]["final"]["test/odd/acc"] == pytest.approx(final["test/odd/acc"], abs=1e-6)
-        or "best" in evaluated.stderr
-    )  # eval reads best.ckpt; the training test used the last epoch
+    evaluated = record(eval_dir)["metrics"]["final"]
+    for key in ("test/digit/acc", "test/odd/acc", "test/value/mae", "test/loss"):
+        assert evaluated[key] == pytest.approx(final[key], abs=1e-6), key
 
 
 def test_bad_multi_output_configs_stop_at_start_up_naming_the_key(tmp_path):

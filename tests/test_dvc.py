@@ -91,3 +91,20 @@ def test_runs_record_the_pinned_version_and_require_pinned_refuses_changed_data(
     sh("dvc", "checkout", "-q", "--force", cwd=pinned_clone)  # `dvc checkout` restores the pin
     (pinned_clone / "data" / "mnist" / "extra.txt").unlink(missing_ok=True)
     assert data_version(pinned_clone, pinned_clone / "data")["in_sync"] is True
+
+
+def test_a_mismatch_mended_outside_data_is_seen_at_once(tmp_path):
+    """`dvc add` (or a DVC cache filled later) can make unchanged files match the pin: the status
+    cache must not keep the old verdict (only matches are remembered)."""
+    project = tmp_path / "p"
+    project.mkdir()
+    sh("git", "init", "-q", "-b", "main", cwd=project)
+    sh("dvc", "init", "-q", cwd=project)
+    fake_mnist(project / "data" / "mnist" / "mnist.npz")
+    sh("dvc", "add", "-q", "data", cwd=project)
+    cache = project / ".dvc" / "cache"
+    moved = tmp_path / "cache-elsewhere"
+    cache.rename(moved)  # data.dvc pins bytes the DVC cache does not hold: "not in cache"
+    assert data_version(project, project / "data")["in_sync"] is False
+    moved.rename(cache)  # mended without touching data/ or data.dvc
+    assert data_version(project, project / "data")["in_sync"] is True

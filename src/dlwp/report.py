@@ -159,7 +159,15 @@ def find_jobs(path: Path, out: Path) -> list[Path]:
 
 
 def metric_name(metric: str) -> str:
-    return METRIC_NAMES.get(metric, metric)
+    """`acc` -> `accuracy`; a named output's `rating/mae` -> `rating MAE`."""
+    output, _, name = metric.rpartition("/")
+    label = METRIC_NAMES.get(name, name)
+    return f"{output} {label}" if output else label
+
+
+def figure_file(out: Path, metric: str) -> Path:
+    """One PNG per metric; a named output's metrics (`rating/mae`) as `rating_mae.png`."""
+    return out / f"{metric.replace('/', '_')}.png"
 
 
 def metric_order(key: str) -> tuple[int, int, str]:
@@ -295,7 +303,7 @@ def plot_run(run: Run, out: Path, title_suffix: str = "") -> list[Path]:
                 drawn.append(label)
         _draw_reference(ax, run.reference, metric)
         title = f"{' and '.join(drawn).capitalize()} {name}{title_suffix}"
-        paths.append(_save(fig, ax, title, metric, out / f"{metric}.png"))
+        paths.append(_save(fig, ax, title, metric, figure_file(out, metric)))
     return paths
 
 
@@ -315,7 +323,7 @@ def plot_overlay(runs: list[Run], labels: dict[Path, str], out: Path, title_suff
         _draw_reference(ax, runs[0].reference, metric)
         which = "Validation" if stages == {"val"} else "Training" if stages == {"train"} else "Validation/training"
         paths.append(
-            _save(fig, ax, f"{which} {metric_name(metric)} by job{title_suffix}", metric, out / f"{metric}.png")
+            _save(fig, ax, f"{which} {metric_name(metric)} by job{title_suffix}", metric, figure_file(out, metric))
         )
     return paths
 
@@ -337,7 +345,7 @@ def plot_seed_bands(runs: list[Run], out: Path, title_suffix: str = "") -> list[
             ax.fill_between(epochs, low, high, color=colour, alpha=0.25, linewidth=0)
         _draw_reference(ax, runs[0].reference, metric)
         title = f"{' and '.join(drawn).capitalize()} {name} over seeds{title_suffix}"
-        paths.append(_save(fig, ax, title, metric, out / f"{metric}.png"))
+        paths.append(_save(fig, ax, title, metric, figure_file(out, metric)))
     return paths
 
 

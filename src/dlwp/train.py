@@ -141,6 +141,8 @@ def train(cfg: DictConfig, run_dir: Path | None = None) -> dict[str, Any]:
         datamodule.setup("fit")  # a missing or corrupt dataset fails here, before any Lightning set-up
         record.data["data"]["sizes"] = datamodule.sizes()
         module.check_batch(datamodule.example_batch())  # named outputs and targets fit the task
+        if rank_zero and (figure := datamodule.save_examples(run_dir / "augmentation.png")) is not None:
+            record.update(augmentation_figure=figure.name)
         record.update(baselines=run_baselines(module, datamodule))
         _check_monitor(cfg, datamodule, module)
         ckpt_path = None

@@ -136,6 +136,10 @@ class TrainerConfig:
     max_epochs: int = 1
     max_steps: int = -1
     """Stop after this many optimiser steps (-1: no limit; a GAN counts both of its steps)."""
+    channels_last: bool = False
+    """Convolutional networks: weights and 4-D inputs in channels-last memory layout (NHWC), which
+    oneDNN's CPU convolutions and pooling run faster on (about 17% for the book's chapter-5 convnets
+    on 2 cores, docs/PERFORMANCE.md); dlwp's own, not a Lightning argument."""
     accumulate_grad_batches: int = 1
     """Sum the gradients of this many batches before each optimiser step (dlwp's own, as dlwp tasks
     optimise manually)."""

@@ -132,6 +132,10 @@ class BookDataModule(L.LightningDataModule):
         """The files this run reads (none for synthetic data)."""
         return [] if self.source == "synthetic" else self.files()
 
+    def save_examples(self, path: Path) -> Path | None:
+        """A figure of what training sees, when that differs from the data (augmentation); None."""
+        return None
+
     def baselines(self) -> dict[str, float]:
         """Trivial results that need the data itself (e.g. a naive forecast); the task adds its own
         (majority class, mean predictor) from the targets."""

@@ -44,9 +44,15 @@ class EpochOrder:
     which Lightning creates before `set_epoch` when it resumes a run.
     """
 
-    def __init__(self, n: int, shuffle: bool, seed: int, epoch_source: Callable[[], int] | None = None) -> None:
+    def __init__(self, n: int, shuffle: bool, seed: int, epoch_source: Callable[[], int] | None = None,
+                 samples: int | None = None) -> None:  # fmt: skip
         self.n, self.shuffle, self.seed, self._epoch = n, shuffle, seed, 0
         self.epoch_source = epoch_source
+        self.samples = n if samples is None else samples
+        """Samples drawn per epoch: `n` (one pass), or more/fewer (Keras' `steps_per_epoch` x
+        batch size): successive passes, each a new permutation, continue where one ends."""
+        if self.samples != n and not shuffle:
+            raise ValueError("samples per epoch other than the dataset's size need shuffling")
 
     @property
     def epoch(self) -> int:
@@ -60,20 +66,22 @@ class EpochOrder:
         if not self.shuffle:
             return None
         gen = torch.Generator().manual_seed(self.seed * 100_003 + (self.epoch if epoch is None else epoch))
-        return torch.randperm(self.n, generator=gen)
+        passes = [torch.randperm(self.n, generator=gen) for _ in range(max(1, -(-self.samples // self.n)))]
+        return torch.cat(passes)[: self.samples] if len(passes) > 1 or self.samples < self.n else passes[0]
 
 
 class BatchPlan:
     """Which samples each batch of an epoch holds, on this rank (see the module docstring).
 
     Iterating gives lists of sample indices: a `DataLoader` batch sampler. `epoch_keys=True`
-    yields `(epoch, index)` pairs instead, so that a dataset can seed a sample's random
+    yields `(epoch, draw, index)` keys instead, so that a dataset can seed a sample's random
     transform from them even inside a worker process that never sees `set_epoch`.
     """
 
     def __init__(self, n: int, batch_size: int, shuffle: bool = False, seed: int = 0, *, rank: int = 0,
                  world_size: int = 1, short_last: Literal["drop", "merge"] = "drop",
-                 epoch_keys: bool = False, epoch_source: Callable[[], int] | None = None) -> None:  # fmt: skip
+                 epoch_keys: bool = False, epoch_source: Callable[[], int] | None = None,
+                 samples_per_epoch: int | None = None) -> None:  # fmt: skip
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if not 0 <= rank < world_size:
@@ -82,7 +90,7 @@ class BatchPlan:
             raise ValueError(f"short_last must be drop or merge, got {short_last!r}")
         if n and n < world_size:
             raise ValueError(f"{n} samples cannot be split over {world_size} processes")
-        self.order = EpochOrder(n, shuffle, seed, epoch_source)
+        self.order = EpochOrder(n, shuffle, seed, epoch_source, samples_per_epoch)
         self.batch_size, self.rank, self.world_size, self.short_last = batch_size, rank, world_size, short_last
         self.epoch_keys = epoch_keys
 
@@ -95,7 +103,7 @@ class BatchPlan:
 
     def bounds(self) -> list[tuple[int, int]]:
         """[start, stop) of each global batch in the epoch's order; the same on every rank."""
-        n, size = self.order.n, self.batch_size
+        n, size = self.order.samples, self.batch_size
         out = [(start, min(start + size, n)) for start in range(0, n, size)]
         if out and self.world_size > 1 and out[-1][1] - out[-1][0] < self.world_size:
             if self.short_last == "drop" or len(out) == 1:
@@ -117,16 +125,24 @@ class BatchPlan:
 
     def slices(self, epoch: int | None = None) -> Iterator[torch.Tensor | slice]:
         """Each batch of this rank: a slice (data in order) or an index tensor (shuffled)."""
+        for _, index in self.batches(epoch):
+            yield index
+
+    def batches(self, epoch: int | None = None) -> Iterator[tuple[int, torch.Tensor | slice]]:
+        """Each batch of this rank with its first position in the epoch's sequence of samples."""
         order = self.order.indices(epoch)
         for start, stop in self.bounds():
             start, stop = self.part(start, stop)
-            yield slice(start, stop) if order is None else order[start:stop]
+            yield start, slice(start, stop) if order is None else order[start:stop]
 
     def __iter__(self) -> Iterator[list]:
-        epoch = self.order.epoch
-        for sl in self.slices(epoch):
-            idx = range(sl.start, sl.stop) if isinstance(sl, slice) else sl.tolist()
-            yield [(epoch, i) for i in idx] if self.epoch_keys else list(idx)
+        epoch, n = self.order.epoch, self.order.n
+        for start, index in self.batches(epoch):
+            idx = list(range(index.start, index.stop)) if isinstance(index, slice) else index.tolist()
+            if self.epoch_keys:  # (epoch, pass, index): a sample drawn twice in an epoch gets two draws
+                yield [(epoch, (start + k) // n, i) for k, i in enumerate(idx)]
+            else:
+                yield idx
 
 
 class TensorBatches:

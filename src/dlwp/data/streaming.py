@@ -12,6 +12,7 @@ training split only.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Protocol
 
 import torch
@@ -78,7 +79,7 @@ def view(source: SampleSource, index: torch.Tensor | slice) -> SourceView:
 
 
 class EpochSamples(Dataset):
-    """The dataset a `DataLoader` reads: keys are `(epoch, index)` pairs (from `BatchPlan`), so a
+    """The dataset a `DataLoader` reads: keys are `(epoch, draw, index)` (from `BatchPlan`), so a
     worker process seeds the sample's random transform from them without any shared state."""
 
     def __init__(self, source: SampleSource, seed: int,
@@ -88,18 +89,19 @@ class EpochSamples(Dataset):
     def __len__(self) -> int:
         return len(self.source)
 
-    def __getitem__(self, key: tuple[int, int]) -> Sample:
-        epoch, index = key
+    def __getitem__(self, key: tuple[int, int, int]) -> Sample:
+        epoch, draw, index = key
         sample = self.source[index]
         if self.transform is None:
             return sample
-        generator = torch.Generator().manual_seed(sample_seed(self.seed, epoch, index))
+        generator = torch.Generator().manual_seed(sample_seed(self.seed, epoch, index, draw))
         return self.transform(sample, generator)
 
 
-def sample_seed(seed: int, epoch: int, index: int) -> int:
-    """A distinct 63-bit seed per (run seed, epoch, sample)."""
-    return (seed * 1_000_003 + epoch * 7_919 + index * 104_729 + 12_345) % (2**63 - 1)
+def sample_seed(seed: int, epoch: int, index: int, draw: int = 0) -> int:
+    """A distinct 63-bit seed per (run seed, epoch, sample), and per draw of a sample drawn more
+    than once in an epoch (`data.steps_per_epoch`)."""
+    return (seed * 1_000_003 + epoch * 7_919 + index * 104_729 + draw * 15_485_863 + 12_345) % (2**63 - 1)
 
 
 class StreamingDataModule(BookDataModule):
@@ -113,22 +115,36 @@ class StreamingDataModule(BookDataModule):
             a GPU.
         persistent_workers: keep the workers between epochs (each start costs about a second).
         prefetch_factor: batches each worker prepares ahead.
+        steps_per_epoch: Keras' `fit_generator(steps_per_epoch=...)`: training batches per epoch,
+            drawn from successive shuffled passes over the data (book 5.2b: 100 x 32 = 3,200
+            draws of its 2,000 images); None: one pass.
         **kwargs: see `BookDataModule`.
     """
 
     def __init__(self, num_workers: int = 0, pin_memory: bool | None = None, persistent_workers: bool = True,
-                 prefetch_factor: int = 2, **kwargs) -> None:  # fmt: skip
+                 prefetch_factor: int = 2, steps_per_epoch: int | None = None, **kwargs) -> None:  # fmt: skip
         super().__init__(**kwargs)
         from dlwp.errors import ConfigError
 
         if num_workers < 0:
             raise ConfigError(f"data.num_workers must be >= 0, got {num_workers}")
+        if steps_per_epoch is not None and steps_per_epoch < 1:
+            raise ConfigError(f"data.steps_per_epoch must be >= 1 (or null), got {steps_per_epoch}")
+        self.steps_per_epoch = steps_per_epoch
         self.num_workers, self.pin_memory = num_workers, pin_memory
         self.persistent_workers, self.prefetch_factor = persistent_workers, prefetch_factor
 
     train_transform: Callable[[Sample, torch.Generator], Sample] | None = None
     """Optionally a random transform of one training sample (augmentation), drawn from the
     generator it is given; never applied to validation or test samples."""
+
+    batch_transform: Callable[[Sample], Sample] | None = None
+    """Optionally a deterministic transform of each collated batch of every split (e.g. uint8
+    images -> float in [0, 1]); it runs in the worker processes."""
+
+    def collate(self, samples: list[Sample]) -> Sample:
+        batch = default_collate(samples)
+        return self.batch_transform(batch) if self.batch_transform is not None else batch
 
     # -- split operations (see BookDataModule) -------------------------------------------------
     def split_size(self, split: SampleSource) -> int:
@@ -142,7 +158,7 @@ class StreamingDataModule(BookDataModule):
 
     def example_batch(self, n: int = 2) -> Sample:
         source = self.splits["train"]
-        return default_collate([source[i] for i in range(min(n, len(source)))])
+        return self.collate([source[i] for i in range(min(n, len(source)))])
 
     # -- loaders -------------------------------------------------------------------------------
     def _loader(self, split: str, train: bool) -> DataLoader:
@@ -151,9 +167,10 @@ class StreamingDataModule(BookDataModule):
         source = self.splits[split]
         trainer = getattr(self, "trainer", None)
         epoch_source = (lambda: compat.epoch_to_serve(trainer)) if trainer is not None else None
+        samples = self.steps_per_epoch * batch_size if train and self.steps_per_epoch else None
         plan = BatchPlan(len(source), batch_size, shuffle=train, seed=self.seed, rank=rank, world_size=world_size,
-                         short_last="drop" if train else "merge", epoch_keys=True,
-                         epoch_source=epoch_source)  # fmt: skip
+                         short_last="drop" if train else "merge", epoch_keys=True, epoch_source=epoch_source,
+                         samples_per_epoch=samples)  # fmt: skip
         transform = self.train_transform if train else None
         pin = self.pin_memory if self.pin_memory is not None else self.on_gpu()
         workers = self.num_workers
@@ -164,10 +181,41 @@ class StreamingDataModule(BookDataModule):
             pin_memory=pin,
             persistent_workers=self.persistent_workers and workers > 0,
             prefetch_factor=self.prefetch_factor if workers > 0 else None,
+            collate_fn=self.collate,
         )
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", train=True)
+
+    def save_examples(self, path: Path, images: int = 4, draws: int = 4) -> Path | None:
+        """A figure of the training augmentation (book figure 5.11): for the first `images` training
+        samples, the sample as stored and `draws` augmented versions, drawn as epochs 0, 1, ... draw
+        them. None when there is no augmentation (or no matplotlib)."""
+        if self.train_transform is None:
+            return None
+        try:
+            from matplotlib.backends.backend_agg import FigureCanvasAgg
+            from matplotlib.figure import Figure
+        except ImportError:
+            return None
+        dataset = EpochSamples(self.splits["train"], self.seed, self.train_transform)
+        plain = EpochSamples(self.splits["train"], self.seed)
+        fig = Figure(figsize=(2 * (draws + 1), 2 * images), dpi=100)
+        FigureCanvasAgg(fig)
+        for row in range(min(images, len(dataset))):
+            shown = [plain[(0, 0, row)]] + [dataset[(epoch, 0, row)] for epoch in range(draws)]
+            for col, (sample, _) in enumerate(shown):
+                if self.batch_transform is not None:
+                    sample = self.batch_transform((sample.unsqueeze(0), None))[0][0]
+                ax = fig.add_subplot(images, draws + 1, row * (draws + 1) + col + 1)
+                image = sample.float().permute(1, 2, 0).squeeze(-1).clamp(0, 1).numpy()
+                ax.imshow(image, cmap="gray" if image.ndim == 2 else None)
+                ax.set_axis_off()
+                ax.set_title("stored" if col == 0 else f"epoch {col - 1}", fontsize=8)
+        fig.suptitle("Training augmentation, per image (book figure 5.11)")
+        fig.tight_layout()
+        fig.savefig(path)
+        return path
 
     def val_dataloader(self) -> DataLoader | list:
         return self._loader("val", train=False) if "val" in self.splits else []

@@ -54,7 +54,8 @@ def data_version(root: Path, data_dir: Path) -> dict[str, Any]:
     info["in_sync"] = not changes
     if changes:
         info["changes"] = changes
-    _write_cache(cache, {"fingerprint": fingerprint, "info": info})
+    else:  # only a match is remembered: a mismatch may be mended outside data/ (`dvc add`, the DVC cache)
+        _write_cache(cache, {"fingerprint": fingerprint, "info": info})
     return info | {"checked": "dvc status"}
 
 

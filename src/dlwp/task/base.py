@@ -60,6 +60,7 @@ class BookTask(L.LightningModule):
         self._pending = 0
         self.slots: dict[str, OptimizerSlot] = {}
         self._schedule_states: dict[str, Any] = {}
+        self.memory_format = torch.contiguous_format
         # A network may add a penalty to the loss (Keras' kernel_regularizer) by defining
         # `regularization_loss()`; it returns None when it has none, so the step skips it.
         penalty = getattr(network, "regularization_loss", None)
@@ -123,8 +124,18 @@ class BookTask(L.LightningModule):
         return {"main": (list(self.network.named_parameters()), self.optimizer_config)}
 
     # -- shared mechanics ----------------------------------------------------------------------
+    def use_channels_last(self) -> None:
+        """Weights and 4-D inputs in channels-last layout from now on (`trainer.channels_last`)."""
+        self.memory_format = torch.channels_last
+        self.network.to(memory_format=torch.channels_last)
+
+    def formatted(self, inputs: tree.Part) -> tree.Part:
+        if self.memory_format is torch.contiguous_format:
+            return inputs
+        return tree.apply(lambda t: t.contiguous(memory_format=self.memory_format) if t.dim() == 4 else t, inputs)
+
     def forward(self, inputs: tree.Part) -> tree.Part:
-        return self.network(inputs)
+        return self.network(self.formatted(inputs))
 
     def metric_names(self) -> list[str]:
         """Every `stage/metric` this task logs."""
@@ -132,7 +143,7 @@ class BookTask(L.LightningModule):
 
     def _step(self, stage: str, batch, batch_idx: int) -> torch.Tensor:
         inputs, targets = batch
-        outputs = self.network(inputs)
+        outputs = self.network(self.formatted(inputs))
         metrics = getattr(self, f"{stage}_metrics")
         loss = self.objective(outputs, targets, metrics)
         if self.regularized:
@@ -215,7 +226,7 @@ class BookTask(L.LightningModule):
         self._step("test", batch, batch_idx)
 
     def predict_step(self, batch, batch_idx):
-        return self.predict(self.network(batch[0]))
+        return self.predict(self(batch[0]))
 
     def on_train_epoch_start(self) -> None:
         torch.manual_seed(self.seed * 100_003 + 7919 * (self.current_epoch + 1))

@@ -110,17 +110,26 @@ class BinaryHead(Head):
         return outputs.sigmoid().reshape(len(outputs))
 
     def score(self, predictions: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
-        return binary_score(predictions, targets)
+        p = predictions.clamp(EPS, 1 - EPS)
+        yf = targets.float().reshape(p.shape)
+        loss = -(yf * p.log() + (1 - yf) * (1 - p).log()).mean()
+        acc = ((predictions > 0.5) == yf.bool()).float().mean()
+        return {"loss": loss.item(), "acc": acc.item()}
 
     def baselines(self, train: torch.Tensor, test: torch.Tensor) -> dict[str, float]:
-        return binary_baselines(train, test)
+        y = test.float().reshape(len(test), -1)
+        majority = (train.float().reshape(len(train), -1).mean(0) > 0.5).float()
+        p = y.mean(0)
+        return {
+            "majority_acc": (y == majority).float().mean().item(),
+            "random_acc": (p.square() + (1 - p).square()).mean().item(),
+        }
 
 
-class MultilabelHead(Head):
+class MultilabelHead(BinaryHead):
     """Independent sigmoids; accuracy = mean over all (sample, label) pairs, as Keras computes it."""
 
     problem = "multilabel"
-    LOSSES = ("binary_crossentropy",)
 
     def metrics(self) -> dict[str, Metric]:
         return {"acc": Accuracy("multilabel")}
@@ -130,12 +139,6 @@ class MultilabelHead(Head):
 
     def predict(self, outputs: torch.Tensor) -> torch.Tensor:
         return outputs.sigmoid()
-
-    def score(self, predictions: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
-        return binary_score(predictions, targets)
-
-    def baselines(self, train: torch.Tensor, test: torch.Tensor) -> dict[str, float]:
-        return binary_baselines(train, test)
 
 
 class RegressionHead(Head):
@@ -187,21 +190,3 @@ def binary_loss(logits: torch.Tensor, targets: torch.Tensor, keras_clip: bool) -
     log_p = F.logsigmoid(logits).clamp(LOG_EPS, LOG_1M_EPS)
     log_1mp = F.logsigmoid(-logits).clamp(LOG_EPS, LOG_1M_EPS)
     return -(targets * log_p + (1 - targets) * log_1mp).mean()
-
-
-def binary_score(predictions: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
-    p = predictions.clamp(EPS, 1 - EPS)
-    yf = targets.float().reshape(p.shape)
-    loss = -(yf * p.log() + (1 - yf) * (1 - p).log()).mean()
-    acc = ((predictions > 0.5) == yf.bool()).float().mean()
-    return {"loss": loss.item(), "acc": acc.item()}
-
-
-def binary_baselines(train: torch.Tensor, test: torch.Tensor) -> dict[str, float]:
-    y = test.float().reshape(len(test), -1)
-    majority = (train.float().reshape(len(train), -1).mean(0) > 0.5).float()
-    p = y.mean(0)
-    return {
-        "majority_acc": (y == majority).float().mean().item(),
-        "random_acc": (p.square() + (1 - p).square()).mean().item(),
-    }

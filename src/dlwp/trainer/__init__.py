@@ -14,6 +14,7 @@ def trainer_kwargs(trainer_cfg) -> dict[str, Any]:
     """The config as Trainer keyword arguments; `None` means "Lightning's default"."""
     kwargs = OmegaConf.to_container(trainer_cfg, resolve=True)
     kwargs.pop("accumulate_grad_batches", None)  # dlwp's own (tasks optimise manually): see BookTask.optimise
+    kwargs.pop("channels_last", None)  # dlwp's own: see BookTask.use_channels_last
     # Batches are split over processes by dlwp (dlwp.data.batches), never by a DistributedSampler.
     kwargs["use_distributed_sampler"] = False
     return {k: v for k, v in kwargs.items() if v is not None}
