@@ -30,7 +30,14 @@ def test_every_task_composes_validates_and_builds(task, tmp_path):
     from dlwp.config import build
     from dlwp.task import BookTask
 
-    cfg = validate(compose_train(f"task={task}", f"paths.data_dir={tmp_path}"))
+    from omegaconf import OmegaConf
+
+    composed = compose_train(f"task={task}", f"paths.data_dir={tmp_path}")
+    if OmegaConf.is_missing(composed, "init_from"):  # a task that starts from another run (5.3c)
+        with pytest.raises(ConfigError, match="init_from"):
+            validate(composed)
+        composed = compose_train(f"task={task}", f"paths.data_dir={tmp_path}", "init_from=runs/x")
+    cfg = validate(composed)
     assert cfg.task.name == task, "a task's `name` must match its file name (runs are filed under it)"
     assert cfg.task.section and cfg.task.title and cfg.task.dataset
     datamodule, module = build(cfg)  # the real data module, nn.Module and LightningModule; no data is read

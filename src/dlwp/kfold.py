@@ -134,7 +134,7 @@ def training_size(cfg: DictConfig) -> int:
     from dlwp.config import validate
 
     cfg = validate(apply_overrides(cfg, ["data.num_folds=0", *_no_holdout(cfg)], "training size"))
-    datamodule = instantiate(cfg.data, seed=cfg.seed)
+    datamodule = instantiate(cfg.data, seed=cfg.seed, _recursive_=False)  # a nested _target_ is the module's own
     datamodule.setup("fit")
     return datamodule.sizes()["train"]
 

@@ -28,7 +28,8 @@ def validate(cfg: DictConfig) -> DictConfig:
     except OmegaConfBaseException as err:
         raise ConfigError(str(err)) from err
     if missing:
-        raise ConfigError(f"missing values for: {', '.join(missing)}")
+        hint = " (this task starts from a trained run: init_from=<its run directory>)" if "init_from" in missing else ""
+        raise ConfigError(f"missing values for: {', '.join(missing)}{hint}")
     task = validate_task(cfg.task)
     data = check_target(cfg.data, "data", injected=("seed",))  # the run's `seed` is passed in
     model = check_target(cfg.model, "model")
@@ -82,9 +83,11 @@ def build(cfg: DictConfig):
     """The data module and the LightningModule a validated config describes."""
     from hydra.utils import instantiate
 
-    datamodule = instantiate(cfg.data, seed=cfg.seed)
+    datamodule = instantiate(cfg.data, seed=cfg.seed, _recursive_=False)  # a nested _target_ is the module's own
     network = instantiate(cfg.model)
     task_class = locate(cfg.task._target_)
     module = task_class(network=network, seed=cfg.seed, **task_options(cfg))
     module.accumulate = int(cfg.trainer.accumulate_grad_batches)
+    if cfg.trainer.channels_last:
+        module.use_channels_last()
     return datamodule, module
