@@ -231,12 +231,22 @@ def test_pretrained_features_and_frozen_base_separate_real_cats_and_dogs(few_ima
     common = [f"paths.data_dir={few_images}", "+data.images.per_class=40", "data.images.image_size=[96,96]",
               "model.in_features=11520", "trainer.max_epochs=8", "task.optimizer.lr=1e-4"]  # fmt: skip
     dlwp("train", "task=cats_dogs_features", *common, runs=tmp_path)
+    (features_run,) = run_dirs(tmp_path, "cats_dogs_features")
+    assert record(features_run)["metrics"]["best"]["val/acc"]["value"] >= 0.8
     caches = sorted((few_images / "dogs_vs_cats" / ".cache").glob("features_*.npz"))
     assert len(caches) == 3
-    dlwp("train", "task=cats_dogs_features", *common, runs=tmp_path)
-    assert sorted((few_images / "dogs_vs_cats" / ".cache").glob("features_*.npz")) == caches, "reused, not rebuilt"
-    for run_dir in run_dirs(tmp_path, "cats_dogs_features"):
-        assert record(run_dir)["metrics"]["best"]["val/acc"]["value"] >= 0.8
+    stamps = [p.stat().st_mtime_ns for p in caches]
+    from dlwp.data.features import ExtractedFeatures
+
+    images = {"_target_": "dlwp.data.dogs_vs_cats.DogsVsCatsDataModule", "root": str(few_images / "dogs_vs_cats"),
+              "image_size": [96, 96], "per_class": 40}  # fmt: skip
+    again = ExtractedFeatures(images=images, backbone="efficientnet_lite0")
+    again.setup()
+    assert [p.stat().st_mtime_ns for p in caches] == stamps, "the cached features are read, not rebuilt"
+    assert again.sizes() == {"train": 80, "val": 80, "test": 80}
+    other = ExtractedFeatures(images=images | {"image_size": [64, 64]}, backbone="efficientnet_lite0")
+    other.setup()
+    assert len(list((few_images / "dogs_vs_cats" / ".cache").glob("features_*.npz"))) == 6, "new inputs, new key"
     dlwp("train", "task=cats_dogs_frozen", f"paths.data_dir={few_images}", "+data.per_class=40",
          "data.image_size=[96,96]", "model.input_shape=[3,96,96]", "data.steps_per_epoch=null", "data.num_workers=0",
          "trainer.max_epochs=4", "task.optimizer.lr=1e-4", runs=tmp_path)  # fmt: skip

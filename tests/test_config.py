@@ -27,10 +27,10 @@ def compose_train(*overrides: str):
 
 @pytest.mark.parametrize("task", TASKS)
 def test_every_task_composes_validates_and_builds(task, tmp_path):
+    from omegaconf import OmegaConf
+
     from dlwp.config import build
     from dlwp.task import BookTask
-
-    from omegaconf import OmegaConf
 
     composed = compose_train(f"task={task}", f"paths.data_dir={tmp_path}")
     if OmegaConf.is_missing(composed, "init_from"):  # a task that starts from another run (5.3c)
