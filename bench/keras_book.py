@@ -18,7 +18,7 @@ import numpy as np
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--task", choices=["mnist_dense", "mnist_convnet", "imdb_dense", "boston_fold"], required=True)
+    parser.add_argument("--task", choices=["mnist_dense", "mnist_convnet", "imdb_dense", "boston_fold", "cats_dogs_scratch"], required=True)
     parser.add_argument("--arrays", required=True, help="npz exported by keras_compare.py")
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--threads", type=int, default=2)
@@ -84,6 +84,20 @@ def main() -> None:
         model.compile(optimizer="rmsprop", loss="binary_crossentropy", metrics=["accuracy"])
         model.fit(x_train, y_train, epochs=args.epochs or 4, batch_size=512, verbose=0, callbacks=[EpochTimes()])
         test_loss, test_acc = model.evaluate(x_test, y_test, verbose=0)
+    elif args.task == "cats_dogs_scratch":  # book 5.2a; arrays instead of flow_from_directory (same images)
+        x_train, x_val, x_test = (d[f"x_{s}"].astype("float32") / 255 for s in ("train", "val", "test"))
+        y_train, y_val, y_test = (d[f"y_{s}"].astype("float32") for s in ("train", "val", "test"))
+        model = models.Sequential([keras.Input((150, 150, 3)), layers.Conv2D(32, (3, 3), activation="relu"),
+                                   layers.MaxPooling2D((2, 2)), layers.Conv2D(64, (3, 3), activation="relu"),
+                                   layers.MaxPooling2D((2, 2)), layers.Conv2D(128, (3, 3), activation="relu"),
+                                   layers.MaxPooling2D((2, 2)), layers.Conv2D(128, (3, 3), activation="relu"),
+                                   layers.MaxPooling2D((2, 2)), layers.Flatten(), layers.Dense(512, activation="relu"),
+                                   layers.Dense(1, activation="sigmoid")])  # fmt: skip
+        model.compile(optimizer=keras.optimizers.RMSprop(learning_rate=1e-4), loss="binary_crossentropy",
+                      metrics=["accuracy"])  # fmt: skip
+        model.fit(x_train, y_train, epochs=args.epochs or 30, batch_size=20, validation_data=(x_val, y_val),
+                  verbose=0, callbacks=[EpochTimes()])  # fmt: skip
+        test_loss, test_acc = model.evaluate(x_test, y_test, batch_size=20, verbose=0)
     else:  # book 3.7, fold 0 of 4, batch size 1
         train_data, train_targets = d["x_train"], d["y_train"]
         mean, std = train_data.mean(axis=0), train_data.std(axis=0)

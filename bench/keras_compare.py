@@ -27,7 +27,8 @@ HERE = Path(__file__).resolve().parent
 KERAS_PY = HERE / ".venv-keras" / "bin" / "python"
 DLWP = {"mnist_dense": ["task=mnist_dense"], "mnist_convnet": ["task=mnist_convnet"], "imdb_dense": ["task=imdb_dense"],
         "boston_fold": ["task=boston_kfold", "kfold.k=0", "data.num_folds=4", "data.fold=0",
-                        "data.batch_size=1"]}  # fmt: skip
+                        "data.batch_size=1"],
+        "cats_dogs_scratch": ["task=cats_dogs_scratch"]}  # fmt: skip
 
 
 def export(task: str, data_dir: Path, out: Path) -> Path:
@@ -48,6 +49,15 @@ def export(task: str, data_dir: Path, out: Path) -> Path:
             arrays[f"{split}_seq"] = np.where(x.numpy() < 0, 0, x.numpy()).astype(np.int32)
             arrays[f"{split}_len"] = (x.numpy() >= 0).sum(1)
             arrays[f"y_{split}"] = y.numpy()
+        np.savez(path, **arrays)
+    elif task == "cats_dogs_scratch":  # the decoded 150x150 uint8 images dlwp caches, as NHWC for Keras
+        from dlwp.data.dogs_vs_cats import DogsVsCatsDataModule
+
+        splits = DogsVsCatsDataModule(root=str(data_dir / "dogs_vs_cats")).load()
+        arrays = {}
+        for split in ("train", "val", "test"):
+            arrays[f"x_{split}"] = splits[split].images.permute(0, 2, 3, 1).numpy()
+            arrays[f"y_{split}"] = splits[split].labels.numpy()
         np.savez(path, **arrays)
     else:
         from dlwp.data.boston import BostonHousingDataModule
@@ -111,6 +121,8 @@ def main() -> int:
                       f"metric {metric:.4f}", flush=True)  # fmt: skip
         k, d = statistics.median(k_times), statistics.median(d_times)
         name = "val MAE (fold 0)" if task == "boston_fold" else "test acc"
+        if task == "cats_dogs_scratch":
+            name = f"test acc after {args.epochs} epochs"
         rows.append((task, k, d, statistics.mean(k_metric), statistics.mean(d_metric), name, max(k_rss), max(d_rss)))
         print(f"{task}: keras {k:.3f} s/epoch, dlwp {d:.3f} s/epoch, dlwp speed-up x{k / d:.2f}; {name} keras "
               f"{statistics.mean(k_metric):.4f}, dlwp {statistics.mean(d_metric):.4f}; peak RSS keras "

@@ -36,6 +36,9 @@ class Spec:
     note: str = ""
     seeds: int | None = None
     """Seeds for this task when fewer than `--seeds` (runs that take more than ~10 minutes)."""
+    after: dict[str, str] = field(default_factory=dict)
+    """override -> spec name: set to the latest run directory of that spec (seed 0), e.g. the
+    `cats_dogs_frozen` run that fine-tuning starts from (`init_from`)."""
 
 
 SPECS = [
@@ -61,7 +64,8 @@ SPECS = [
          {"final:test/acc": (">=", 0.990)}, "book 5.1: the first convnet, 5 epochs x 64 on the 60,000 MNIST images."),
     Spec("cats_dogs_scratch", ["task=cats_dogs_scratch"], ["best:val/acc", "best_epoch:val/acc", "final:val/acc",
          "best:val/loss", "final:test/acc"], {"best:val/acc": (">=", 0.70)},
-         "Book 5.2a: the small convnet from scratch on the book's 2,000 / 1,000 / 1,000 images, 30 epochs."),
+         "Book 5.2a: the small convnet from scratch on the book's 2,000 / 1,000 / 1,000 images, 30 epochs.",
+         seeds=1),
     Spec("cats_dogs_augmented", ["task=cats_dogs_augmented"], ["best:val/acc", "best_epoch:val/acc", "final:val/acc",
          "final:test/acc"], {"best:val/acc": (">=", 0.80)},
          "Book 5.2b: dropout and the book's augmentation, drawn per image; 100 epochs x 100 steps x 32.", seeds=1),
@@ -72,6 +76,19 @@ SPECS = [
     Spec("cats_dogs_frozen", ["task=cats_dogs_frozen"], ["best:val/acc", "final:val/acc", "final:test/acc"], {},
          "Book 5.3b: the frozen Lite0 base under a new classifier, trained end to end on augmented images.",
          seeds=1),
+    Spec("cats_dogs_finetune", ["task=cats_dogs_finetune", "trainer.max_epochs=30"],
+         ["best:val/acc", "final:val/acc", "final:test/acc"], {"final:test/acc": (">=", 0.97)},
+         "Book 5.3c: the top block of the Lite0 base (block 6, conv_head, bn2) unfrozen at lr 1e-5, starting "
+         "from the `cats_dogs_frozen` run above (`init_from`). **Shortened**: 30 of the book's 100 epochs.",
+         seeds=1, after={"init_from": "cats_dogs_frozen"}),
+    Spec("cifar10_convnet", ["task=cifar10_convnet"], ["best:val/acc", "final:val/acc"], {},
+         "Not a book experiment: a VGG-style convnet trained by dlwp on CIFAR-10 (45,000 / 5,000), the "
+         "base pretrained on 32 px objects that the next section transfers to cats vs dogs.", seeds=1),
+    Spec("cats_dogs_features_cifar10", ["task=cats_dogs_features", "data.backbone=dlwp_run",
+         "model.in_features=36992"], ["best:val/acc", "final:val/acc", "final:test/acc"], {},
+         "5.3a with the base dlwp pretrained on CIFAR-10 (the run above, `data.weights=<run dir>`) instead of "
+         "ImageNet: what pretraining on ImageNet buys is the lesson of 5.3.",
+         after={"data.weights": "cifar10_convnet"}),
     Spec("multi_output_study", ["+experiment=multi_output_study"],
          ["final:test/sentiment/acc", "final:test/acc", "baseline:sentiment/majority_acc", "baseline:majority_acc",
           "final:test/rating/mae", "final:test/mae", "baseline:rating/mean_target_mae", "baseline:mean_target_mae",
@@ -143,8 +160,17 @@ def jobs(sweep: Path) -> list[Path]:
     return sorted((p.parent for p in sweep.glob("*/run.json")), key=lambda p: int(p.name) if p.name.isdigit() else 0)
 
 
+def latest_run(runs: Path, spec_name: str) -> Path:
+    """Seed 0's run directory in the latest sweep of a spec (what a chained spec starts from)."""
+    sweeps = sorted((runs / spec_name / "multirun").glob("*"))
+    if not sweeps or not jobs(sweeps[-1]):
+        raise SystemExit(f"reproduce: run {spec_name} first (a later spec starts from its run)")
+    return jobs(sweeps[-1])[0]
+
+
 def run_spec(spec: Spec, seeds: int, runs: Path, data_dir: Path) -> Path:
-    cmd = ["dlwp", "train", "-m", *spec.args, f"seed={','.join(map(str, range(seeds)))}",
+    chained = [f"{key}={latest_run(runs, name)}" for key, name in spec.after.items()]
+    cmd = ["dlwp", "train", "-m", *spec.args, *chained, f"seed={','.join(map(str, range(seeds)))}",
            f"paths.data_dir={data_dir}", f"paths.runs_dir={runs / spec.name}",
            "trainer.enable_progress_bar=false", "require_pinned_data=true"]  # fmt: skip
     print("$", " ".join(cmd), flush=True)
@@ -177,7 +203,8 @@ def section(spec: Spec, sweep: Path, seeds_arg: str) -> list[str]:
     lines = [f"## {spec.name}", ""]
     if spec.note:
         lines += [spec.note, ""]
-    seeds_cmd = f"dlwp train -m {' '.join(spec.args)} seed={seeds_arg} require_pinned_data=true"
+    chained = "".join(f" {key}=<the {name} run>" for key, name in spec.after.items())
+    seeds_cmd = f"dlwp train -m {' '.join(spec.args)}{chained} seed={seeds_arg} require_pinned_data=true"
     where = sweep.relative_to(ROOT) if sweep.is_relative_to(ROOT) else sweep
     lines += [f"Command: `{seeds_cmd}` (run records, kept locally: `{where}`)", ""]
     lines += ["| task | metric | book | ours (mean ± std over seeds) | n | target | wall time per run |",

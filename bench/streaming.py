@@ -3,11 +3,17 @@
     python bench/streaming.py --data-dir data [--write docs/PERFORMANCE.md]
 
 Real images: the 2,000 training JPEGs of cats vs dogs (data/dogs_vs_cats, the originals of the
-book's `cats_and_dogs_small/train`), decoded and resized to 150x150 per sample by
-`ImageFolderDataModule` (Keras' `flow_from_directory`), with and without a random shift/flip
-augmentation, through 0, 1 and 2 worker processes; then the book's 5.2 convnet's training step
-(forward, backward, RMSprop) on batches of 20 already in memory. Which one is slower says which is
-the bottleneck of a chapter-5 epoch on this machine.
+book's `cats_and_dogs_small/train`), through 0, 1 and 2 worker processes, two ways:
+
+- decoded and resized to 150x150 per sample by `ImageFolderDataModule` (Keras' `flow_from_directory`),
+  with and without a random shift/flip augmentation;
+- as the chapter-5 tasks read them: `DogsVsCatsDataModule` decodes once into a cached uint8 array,
+  then draws the book's full `ImageDataGenerator` augmentation (rotation, shifts, shear, zoom, flip)
+  per image; with the peak memory (proportional set size of the main process plus its workers).
+
+Then the book's 5.2 convnet's training step (forward, backward, RMSprop) on batches of 20 already in
+memory, in both memory layouts. Which one is slower says which is the bottleneck of a chapter-5
+epoch on this machine.
 """
 
 from __future__ import annotations
@@ -42,7 +48,46 @@ def loader_rate(root: Path, workers: int, augment: bool, batches: int) -> float:
     return n / (time.perf_counter() - t0)
 
 
-def step_rate(steps: int) -> float:
+BOOK_AUGMENTATION = {"rotation_range": 40, "width_shift_range": 0.2, "height_shift_range": 0.2, "shear_range": 0.2,
+                     "zoom_range": 0.2, "horizontal_flip": True}  # book 5.2b's ImageDataGenerator  # fmt: skip
+
+
+def tree_pss_mb(proc) -> float:
+    """Memory of a process and its children (DataLoader workers) as proportional set sizes: pages
+    the forked workers share with the main process (the decoded images) are counted once, not 3x."""
+    total = proc.memory_full_info().pss
+    for child in proc.children(recursive=True):
+        try:
+            total += child.memory_full_info().pss
+        except Exception:  # a worker that just exited
+            pass
+    return total / 2**20
+
+
+def cached_rate(data_dir: Path, workers: int, augment: bool, batches: int) -> tuple[float, float]:
+    """(images/s, peak MB of main process + workers) of the decode-once path the tasks use."""
+    import psutil
+
+    from dlwp.data.dogs_vs_cats import DogsVsCatsDataModule
+
+    dm = DogsVsCatsDataModule(root=str(data_dir / "dogs_vs_cats"), augmentation=BOOK_AUGMENTATION if augment else None,
+                              batch_size=BATCH, num_workers=workers)  # fmt: skip
+    dm.setup("fit")
+    it = iter(dm.train_dataloader())
+    next(it)  # the cache is read and the workers are started: not counted
+    proc, peak = psutil.Process(), 0.0
+    t0 = time.perf_counter()
+    n = 0
+    for _ in range(batches):
+        x, _ = dm.batch_transform(next(it))
+        n += len(x)
+        peak = max(peak, tree_pss_mb(proc))
+    rate = n / (time.perf_counter() - t0)
+    del it
+    return rate, peak
+
+
+def step_rate(steps: int, channels_last: bool = False, compile: bool = False) -> float:
     from dlwp.model.convnet import ConvNet
     from dlwp.task import SupervisedTask
 
@@ -50,10 +95,13 @@ def step_rate(steps: int) -> float:
     task = SupervisedTask(net, seed=0, problem="binary", optimizer={"name": "rmsprop", "lr": 1e-4})
     opt = torch.optim.RMSprop(net.parameters(), lr=1e-4, alpha=0.9, eps=1e-8)
     x, y = torch.rand(BATCH, 3, 150, 150), torch.randint(0, 2, (BATCH,)).float()
+    if channels_last:  # what trainer.channels_last does (the chapter-5 tasks set it)
+        net, x = net.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+    forward = torch.compile(net) if compile else net  # inductor; the first steps compile (not counted)
     for i in range(steps + 2):
         if i == 2:
             t0 = time.perf_counter()
-        loss = task.head.loss(net(x), y)
+        loss = task.head.loss(forward(x), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -78,15 +126,27 @@ def main() -> int:
             rows.append((f"loader, {workers} worker{'s' if workers != 1 else ''}"
                          f"{', + shift/flip augmentation' if augment else ''}", rate))  # fmt: skip
             print(f"{rows[-1][0]}: {rate:.0f} images/s", flush=True)
-    train = step_rate(args.steps)
-    rows.append(("training step of the 5.2 convnet (data in memory)", train))
-    print(f"{rows[-1][0]}: {train:.0f} images/s", flush=True)
+    for augment in (False, True):
+        for workers in (0, 1, 2):
+            rate, peak = cached_rate(args.data_dir, workers, augment, args.batches)
+            rows.append((f"decoded once (cached), {workers} worker{'s' if workers != 1 else ''}"
+                         f"{', + the book augmentation per image' if augment else ''}; peak {peak:,.0f} MB", rate))  # fmt: skip
+            print(f"{rows[-1][0]}: {rate:.0f} images/s", flush=True)
+    loaders = len(rows)
+    for channels_last, compile in ((False, False), (True, False), (True, True)):
+        what = ("channels-last" if channels_last else "NCHW") + (" + torch.compile" if compile else "")
+        rows.append((f"training step of the 5.2 convnet (data in memory), {what}",
+                     step_rate(args.steps, channels_last, compile)))  # fmt: skip
+        print(f"{rows[-1][0]}: {rows[-1][1]:.0f} images/s", flush=True)
+    train = max(rate for _, rate in rows[loaders:])
     if args.write:
-        best = max(rate for _, rate in rows[:-1])
+        best = max(rate for _, rate in rows[:loaders])
         lines = [
             f"Generated by `python bench/streaming.py --data-dir data` on {time.strftime('%Y-%m-%d')}, "
             f"{torch.get_num_threads()} torch threads: images/s through `ImageFolderDataModule` (JPEG decode + "
-            f"resize to 150x150, batches of {BATCH}) and through the book's 5.2 convnet's training step.",
+            f"resize to 150x150 per sample), through `DogsVsCatsDataModule` (decoded once, cached; what the "
+            f"tasks use), batches of {BATCH}, and through the book's 5.2 convnet's training step. Peak memory: "
+            "proportional set size of the main process plus its workers while iterating (shared pages once).",
             "",
             "| what | images/s |",
             "|---|---|",

@@ -12,8 +12,8 @@ import pytest
 
 from conftest import MIRROR, dlwp
 from dlwp.data.cli import dataset_state
-from dlwp.data.fetch import ChecksumError, check, fetch, fetch_file, safe_extract, transfer
-from dlwp.data.registry import DATASETS, FileSpec, Variant
+from dlwp.data.fetch import ChecksumError, check, fetch, fetch_file, fetch_tree, safe_extract, transfer
+from dlwp.data.registry import DATASETS, Dataset, FileSpec, Variant
 from dlwp.errors import DataMissingError
 
 CLOSED_PORT = "http://127.0.0.1:9/nothing-listens-here.npz"  # refused at once: no network needed
@@ -160,3 +160,25 @@ def test_data_cli_status_and_failed_fetch(tmp_path):
                 check=False, env={"DLWP_DATA_MIRROR": ""})  # fmt: skip
     assert proc.returncode == 1 and "dogs_vs_cats: FAILED" in proc.stderr and "kaggle" in proc.stderr.lower()
     assert dlwp("data", "fetch", "nosuch", check=False).returncode == 2
+
+
+def test_a_tree_is_trusted_only_through_a_checksum_list_the_registry_pins(tmp_path):
+    """A mirror that brings its own SHA256SUMS for swapped images is refused, not "verified"."""
+    mirror = tmp_path / "mirror" / "toy"
+    (mirror / "a").mkdir(parents=True)
+    (mirror / "a" / "x.jpg").write_bytes(b"swapped image")
+    sums = f"{hashlib.sha256(b'swapped image').hexdigest()}  a/x.jpg\n".encode()
+    (mirror / "SHA256SUMS").write_bytes(sums)
+
+    def tree(sums_spec: FileSpec) -> Dataset:
+        return Dataset("toy", "toy", "5", (sums_spec,), "l", "c", "t", tree_checksums="toy/SHA256SUMS")
+
+    source = str(tmp_path / "mirror")
+    pinned_elsewhere = FileSpec("toy/SHA256SUMS", variants=(Variant("cd" * 32, 10, "the real list"),))
+    with pytest.raises(ChecksumError, match="toy/SHA256SUMS"):
+        fetch_tree(tree(pinned_elsewhere), tmp_path / "d1", source)
+    with pytest.raises(ChecksumError, match="must pin it"):
+        fetch_tree(tree(FileSpec("toy/SHA256SUMS")), tmp_path / "d2", source)
+    pinned = FileSpec("toy/SHA256SUMS", sha256=hashlib.sha256(sums).hexdigest())
+    assert [r.state for r in fetch_tree(tree(pinned), tmp_path / "d3", source)] == ["verified", "verified"]
+    assert DATASETS["dogs_vs_cats"].files[0].variants, "the real dogs_vs_cats list is pinned in the registry"

@@ -209,6 +209,11 @@ def fetch_tree(dataset: Dataset, data_dir: Path, mirror: str | None) -> list[Che
         raise
     except DataMissingError as err:
         raise DataMissingError(f"{dataset.name}: {err}\n{dataset.manual}") from None
+    if sums.state not in ("verified", "variant"):  # a mirror's own list would make any file "verify"
+        raise ChecksumError(
+            f"{dataset.name}: {sums.path} is not the checksum list dlwp knows (sha256 {sums.sha256}); the "
+            "registry must pin it (FileSpec sha256 or a Variant) before its files can be trusted"
+        )
     results = [sums]
     for line in sums.path.read_text().splitlines():
         digest, _, rel = line.strip().partition("  ")
