@@ -18,7 +18,8 @@ import numpy as np
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--task", choices=["mnist_dense", "mnist_convnet", "imdb_dense", "boston_fold", "cats_dogs_scratch"], required=True)
+    tasks = ["mnist_dense", "mnist_convnet", "imdb_dense", "boston_fold", "cats_dogs_scratch"]
+    parser.add_argument("--task", choices=tasks, required=True)
     parser.add_argument("--arrays", required=True, help="npz exported by keras_compare.py")
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--threads", type=int, default=2)

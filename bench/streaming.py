@@ -19,6 +19,7 @@ epoch on this machine.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 from pathlib import Path
@@ -57,10 +58,8 @@ def tree_pss_mb(proc) -> float:
     the forked workers share with the main process (the decoded images) are counted once, not 3x."""
     total = proc.memory_full_info().pss
     for child in proc.children(recursive=True):
-        try:
+        with contextlib.suppress(Exception):  # a worker that just exited
             total += child.memory_full_info().pss
-        except Exception:  # a worker that just exited
-            pass
     return total / 2**20
 
 
@@ -129,8 +128,8 @@ def main() -> int:
     for augment in (False, True):
         for workers in (0, 1, 2):
             rate, peak = cached_rate(args.data_dir, workers, augment, args.batches)
-            rows.append((f"decoded once (cached), {workers} worker{'s' if workers != 1 else ''}"
-                         f"{', + the book augmentation per image' if augment else ''}; peak {peak:,.0f} MB", rate))  # fmt: skip
+            what = f"{workers} worker{'s' if workers != 1 else ''}{', + the book augmentation' if augment else ''}"
+            rows.append((f"decoded once (cached), {what}; peak {peak:,.0f} MB", rate))
             print(f"{rows[-1][0]}: {rate:.0f} images/s", flush=True)
     loaders = len(rows)
     for channels_last, compile in ((False, False), (True, False), (True, True)):
