@@ -83,6 +83,7 @@ class ExtractedFeatures(InMemoryDataModule):
         options = OmegaConf.to_container(self.images_config, resolve=True)
         key = hashlib.sha256(json.dumps({
             "version": CACHE_VERSION, "backbone": self.backbone, "weights": weights_id, "pool": self.pool,
+            "layout": "channels_last",
             "images": {k: v for k, v in options.items() if k not in ("batch_size", "eval_batch_size", "num_workers")},
             "files": [f["sha256"] for f in file_identities(images.data_files())],
         }, sort_keys=True, default=str).encode()).hexdigest()  # fmt: skip
@@ -98,7 +99,8 @@ class ExtractedFeatures(InMemoryDataModule):
                 splits[split] = _read(path, len(source))
                 continue
             if base is None:
-                base = load_backbone(self.backbone, self.weights).eval()
+                # NHWC: oneDNN's convolutions (depthwise ones most) run ~1.4x faster than in NCHW on the CPU
+                base = load_backbone(self.backbone, self.weights).eval().to(memory_format=torch.channels_last)
             splits[split] = self._extract(base, images, source)
             if cache:
                 _write(path, splits[split])
@@ -114,7 +116,7 @@ class ExtractedFeatures(InMemoryDataModule):
                           unit="batch", leave=False):  # fmt: skip
             samples = [source[i] for i in range(start, min(start + self.extract_batch_size, len(source)))]
             x, y = collate(samples) if collate else torch.utils.data.default_collate(samples)
-            fmap = base(x)
+            fmap = base(x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x)
             feats.append(fmap.mean((2, 3)) if self.pool == "avg" else fmap.flatten(1))
             labels.append(y)
         return torch.cat(feats), torch.cat(labels)
