@@ -79,7 +79,7 @@ SPECS = [
     Spec("cats_dogs_finetune", ["task=cats_dogs_finetune", "trainer.max_epochs=10"],
          ["best:val/acc", "final:val/acc", "final:test/acc"], {"final:test/acc": (">=", 0.97)},
          "Book 5.3c: the top block of the Lite0 base (block 6, conv_head, bn2) unfrozen at lr 1e-5, starting "
-         "from the `cats_dogs_frozen` run above (`init_from`). **Shortened**: 10 of the book's 100 epochs (~1 min each on 2 cores).",
+         "from the `cats_dogs_frozen` run above (`init_from`). **Shortened**: 10 of the book's 100 epochs.",
          seeds=1, after={"init_from": "cats_dogs_frozen"}),
     Spec("cifar10_convnet", ["task=cifar10_convnet"], ["best:val/acc", "final:val/acc"], {},
          "Not a book experiment: a VGG-style convnet trained by dlwp on CIFAR-10 (45,000 / 5,000), the "
