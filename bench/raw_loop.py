@@ -86,6 +86,7 @@ def main() -> None:
     x, y = x.to(device), y.to(device)
     val = tuple(t.to(device) for t in val) if val is not None else None
     torch.manual_seed(args.seed)
+    torch.set_flush_denormal(True)  # as dlwp's default trainer.flush_denormal (and TensorFlow)
     in_features = 10000 if args.task == "imdb_dense" else x[0].numel()
     net = (convnet() if spec.get("conv") else model(in_features, spec["hidden"], spec["out"])).to(device)
     if spec.get("conv"):  # the task's trainer.channels_last

@@ -187,6 +187,22 @@ def test_channels_last_gives_the_same_network_function():
     assert torch.allclose(nchw(x), nhwc(x), atol=1e-6)
 
 
+def test_denormal_floats_are_flushed_by_default_and_kept_on_request():
+    """RMSprop states of dead units decay into the slow denormal range unless flushed (as in TF)."""
+    from dlwp.config.schema import TrainerConfig
+    from dlwp.trainer import flush_denormals
+
+    assert TrainerConfig().flush_denormal
+    tiny = torch.tensor([1e-30])
+    try:
+        flush_denormals(True)
+        assert (tiny * 1e-10).item() == 0.0
+        flush_denormals(False)
+        assert 0.0 < (tiny * 1e-10).item() < 1.2e-38
+    finally:
+        flush_denormals(False)
+
+
 # -- optimisers ----------------------------------------------------------------------------------
 
 

@@ -140,6 +140,9 @@ class TrainerConfig:
     """Convolutional networks: weights and 4-D inputs in channels-last memory layout (NHWC), which
     oneDNN's CPU convolutions and pooling run faster on (about 17% for the book's chapter-5 convnets
     on 2 cores, docs/PERFORMANCE.md); dlwp's own, not a Lightning argument."""
+    flush_denormal: bool = True
+    """CPU: denormal floats (|x| < 1.2e-38) count as zero, as in TensorFlow; the optimiser states of
+    dead units otherwise decay into the ~14x slower denormal range (dlwp.trainer.flush_denormals)."""
     accumulate_grad_batches: int = 1
     """Sum the gradients of this many batches before each optimiser step (dlwp's own, as dlwp tasks
     optimise manually)."""
