@@ -88,7 +88,7 @@ SPECS = [
          "model.in_features=36992"], ["best:val/acc", "final:val/acc", "final:test/acc"], {},
          "5.3a with the base dlwp pretrained on CIFAR-10 (the run above, `data.weights=<run dir>`) instead of "
          "ImageNet: what pretraining on ImageNet buys is the lesson of 5.3.",
-         after={"data.weights": "cifar10_convnet"}),
+         seeds=1, after={"data.weights": "cifar10_convnet"}),
     Spec("multi_output_study", ["+experiment=multi_output_study"],
          ["final:test/sentiment/acc", "final:test/acc", "baseline:sentiment/majority_acc", "baseline:majority_acc",
           "final:test/rating/mae", "final:test/mae", "baseline:rating/mean_target_mae", "baseline:mean_target_mae",

@@ -260,3 +260,28 @@ def test_pretrained_features_and_frozen_base_separate_real_cats_and_dogs(few_ima
     tuned_rec = record(tuned)
     assert tuned_rec["init_from"]["loaded"] > 100 and tuned_rec["frozen_parameters"] < rec["frozen_parameters"]
     assert tuned_rec["metrics"]["final"]["test/acc"] >= 0.8
+
+
+def test_cifar10_jpegs_are_read_with_classes_interleaved_so_a_tail_hold_out_has_them_all(tmp_path):
+    """The mirror's JPEGs sit in class folders; read in folder order, the last 5,000 images (the
+    hold-out) were all trucks, a class the model never saw in training (val acc 0.0)."""
+    import io
+    import tarfile
+
+    from PIL import Image
+
+    from dlwp.data.cifar10 import CLASSES, read_jpegs
+
+    path = tmp_path / "cifar.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        for label, name in enumerate(CLASSES):
+            for k in range(3):
+                buf = io.BytesIO()
+                Image.new("RGB", (32, 32), (label * 20, k * 50, 0)).save(buf, format="JPEG")
+                info = tarfile.TarInfo(f"CIFAR-10-images/train/{name}/{k:04d}.jpg")
+                info.size = len(buf.getvalue())
+                tar.addfile(info, io.BytesIO(buf.getvalue()))
+    images, labels = read_jpegs(path)
+    assert images.shape == (30, 3, 32, 32)
+    assert labels.tolist() == list(range(10)) * 3
+    assert sorted(set(labels[-10:].tolist())) == list(range(10)), "a tail hold-out holds every class"

@@ -25,7 +25,7 @@ from dlwp.errors import ConfigError, DataMissingError
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 PYTHON_MD5 = "c58f30108f718f92721af3b95e74349a"
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: JPEG stand-in read with its classes interleaved
 
 
 class CIFAR10DataModule(InMemoryDataModule):
@@ -128,11 +128,15 @@ def read_jpegs(path: Path) -> tuple[np.ndarray, np.ndarray]:
                     found[parts[2]].append((parts[3], np.asarray(image.convert("RGB"), dtype=np.uint8)))
     except (tarfile.TarError, EOFError, zlib.error, OSError) as err:
         raise DataMissingError(f"cifar10: {path} is corrupt or not the CIFAR-10 JPEG archive ({err})") from err
+    # Classes interleaved (image k of every class, then k + 1), not one class after another: Keras'
+    # batches mix the classes, and a tail hold-out (data.val_size) must hold every class, not trucks only.
+    ordered = [sorted(found[name], key=lambda item: item[0]) for name in CLASSES]
     images, labels = [], []
-    for label, name in enumerate(CLASSES):
-        for _, array in sorted(found[name], key=lambda item: item[0]):
-            images.append(array.transpose(2, 0, 1))
-            labels.append(label)
+    for k in range(max((len(files) for files in ordered), default=0)):
+        for label, files in enumerate(ordered):
+            if k < len(files):
+                images.append(files[k][1].transpose(2, 0, 1))
+                labels.append(label)
     return np.stack(images), np.asarray(labels, dtype=np.int64)
 
 
