@@ -138,7 +138,7 @@ class TrainerConfig:
     """Stop after this many optimiser steps (-1: no limit; a GAN counts both of its steps)."""
     channels_last: bool = False
     """Convolutional networks: weights and 4-D inputs in channels-last memory layout (NHWC), which
-    oneDNN's CPU convolutions and pooling run faster on (about 17% for the book's chapter-5 convnets
+    oneDNN's CPU convolutions and pooling run faster on (10-17% for the book's chapter-5 convnets
     on 2 cores, docs/PERFORMANCE.md); dlwp's own, not a Lightning argument."""
     flush_denormal: bool = True
     """CPU: denormal floats (|x| < 1.2e-38) count as zero, as in TensorFlow; the optimiser states of
