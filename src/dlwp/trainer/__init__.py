@@ -54,7 +54,7 @@ def build_trainer(cfg, run_dir: Path, callbacks: list, loggers: list) -> L.Train
             "  presets: trainer=cpu | gpu | ddp | ddp_cpu | fsdp (docs/SCALING.md)"
         ) from err
     keep_fresh_memory_unfilled()
-    flush_denormals(bool(cfg.trainer.flush_denormal))
+    flush_denormals(bool(cfg.trainer.get("flush_denormal", True)))  # a partial config gets the default
     return trainer
 
 
