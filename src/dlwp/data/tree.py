@@ -29,6 +29,8 @@ def tensors(part: Part) -> list[torch.Tensor]:
 
 def length(part: Part) -> int:
     """Number of samples; every tensor of a part must have the same."""
+    if isinstance(part, torch.Tensor):  # the common case, once per training step
+        return len(part)
     sizes = {len(t) for t in tensors(part)}
     if len(sizes) != 1:
         raise ValueError(f"the tensors of one batch part differ in length: {sorted(sizes)}")

@@ -58,6 +58,7 @@ class BookTask(L.LightningModule):
         self.accumulate = 1
         """Batches whose gradients are summed before an optimiser step (trainer.accumulate_grad_batches)."""
         self._pending = 0
+        self._wrapped_optimizers: dict[str, Any] = {}
         self.slots: dict[str, OptimizerSlot] = {}
         self._schedule_states: dict[str, Any] = {}
         self.memory_format = torch.contiguous_format
@@ -75,10 +76,13 @@ class BookTask(L.LightningModule):
         for stage in STAGES:
             setattr(self, f"{stage}_metrics", nn.ModuleDict({"loss": BatchMean(), **self.make_metrics()}))
 
+    _PLAIN = compat.PLAIN_ATTRIBUTES | {"_pending"}
+
     def __setattr__(self, name: str, value: Any) -> None:
-        # Lightning sets `_current_fx_name` around every hook call, ~40 times a training step;
-        # nn.Module's generic __setattr__ costs microseconds each time. It is a plain attribute.
-        if name in compat.PLAIN_ATTRIBUTES:
+        # Lightning sets `_current_fx_name` around every hook call, ~40 times a training step, and
+        # `optimise` counts `_pending` every batch; nn.Module's generic __setattr__ costs
+        # microseconds each time. They are plain attributes.
+        if name in self._PLAIN:
             self.__dict__[name] = value
         else:
             super().__setattr__(name, value)
@@ -210,6 +214,9 @@ class BookTask(L.LightningModule):
             slot.schedule.step()
 
     def _lightning_optimizer(self, slot: OptimizerSlot):
+        cached = self._wrapped_optimizers.get(slot.name)
+        if cached is not None:
+            return cached
         optimizers = self.optimizers()
         optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
         return optimizers[list(self.slots).index(slot.name)]
@@ -218,6 +225,12 @@ class BookTask(L.LightningModule):
         precision = str(self.trainer.precision)
         direct = self.trainer.world_size == 1 and precision not in ("16-mixed", "16", "16-true")
         self._direct = direct and compat.LIGHTNING_OK
+        # Lightning wraps the optimisers once per fit, before this hook: looked up once, not per batch.
+        self._wrapped_optimizers = {}
+        self._wrapped_optimizers = {name: self._lightning_optimizer(slot) for name, slot in self.slots.items()}
+
+    def on_train_end(self) -> None:
+        self._wrapped_optimizers = {}
 
     def validation_step(self, batch, batch_idx):
         self._step("val", batch, batch_idx)

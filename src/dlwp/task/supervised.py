@@ -41,10 +41,10 @@ class SupervisedTask(BookTask):
 
     def objective(self, outputs: torch.Tensor, targets: torch.Tensor, metrics: nn.ModuleDict) -> torch.Tensor:
         loss = self.head.loss(outputs, targets)
-        with torch.no_grad():
-            for name, metric in metrics.items():  # metrics read raw outputs (logits): no softmax
-                if name != "loss":
-                    compat.fast_update(metric, outputs.detach(), targets)
+        detached = outputs.detach()  # no graph is built from it: no grad-mode context needed
+        for name, metric in metrics.items():  # metrics read raw outputs (logits): no softmax
+            if name != "loss":
+                compat.fast_update(metric, detached, targets)
         return loss
 
     def predict(self, outputs: torch.Tensor) -> torch.Tensor:
