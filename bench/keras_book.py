@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import time
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -18,9 +19,9 @@ import numpy as np
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    tasks = ["mnist_dense", "mnist_convnet", "imdb_dense", "boston_fold", "cats_dogs_scratch"]
+    tasks = ["mnist_dense", "mnist_convnet", "imdb_dense", "boston_fold", "cats_dogs_scratch", "cats_dogs_scratch_flow"]
     parser.add_argument("--task", choices=tasks, required=True)
-    parser.add_argument("--arrays", required=True, help="npz exported by keras_compare.py")
+    parser.add_argument("--arrays", required=True, help="npz exported by keras_compare.py (a directory for _flow)")
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
@@ -32,7 +33,7 @@ def main() -> None:
     import keras
     from keras import layers, models
 
-    d = np.load(args.arrays)
+    d = np.load(args.arrays) if args.arrays.endswith(".npz") else None
 
     class EpochTimes(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
@@ -99,6 +100,25 @@ def main() -> None:
         model.fit(x_train, y_train, epochs=args.epochs or 30, batch_size=20, validation_data=(x_val, y_val),
                   verbose=0, callbacks=[EpochTimes()])  # fmt: skip
         test_loss, test_acc = model.evaluate(x_test, y_test, batch_size=20, verbose=0)
+    elif args.task == "cats_dogs_scratch_flow":  # book 5.2a verbatim: JPEGs decoded by flow_from_directory
+        from keras._tf_keras.keras.preprocessing.image import ImageDataGenerator
+
+        base = Path(args.arrays)
+        datagen = ImageDataGenerator(rescale=1.0 / 255)
+        flows = {split: datagen.flow_from_directory(base / split, target_size=(150, 150), batch_size=20,
+                                                    class_mode="binary")
+                 for split in ("train", "validation", "test")}  # fmt: skip
+        model = models.Sequential([keras.Input((150, 150, 3)), layers.Conv2D(32, (3, 3), activation="relu"),
+                                   layers.MaxPooling2D((2, 2)), layers.Conv2D(64, (3, 3), activation="relu"),
+                                   layers.MaxPooling2D((2, 2)), layers.Conv2D(128, (3, 3), activation="relu"),
+                                   layers.MaxPooling2D((2, 2)), layers.Conv2D(128, (3, 3), activation="relu"),
+                                   layers.MaxPooling2D((2, 2)), layers.Flatten(), layers.Dense(512, activation="relu"),
+                                   layers.Dense(1, activation="sigmoid")])  # fmt: skip
+        model.compile(optimizer=keras.optimizers.RMSprop(learning_rate=1e-4), loss="binary_crossentropy",
+                      metrics=["accuracy"])  # fmt: skip
+        model.fit(flows["train"], steps_per_epoch=100, epochs=args.epochs or 30, validation_data=flows["validation"],
+                  validation_steps=50, verbose=0, callbacks=[EpochTimes()])  # fmt: skip
+        test_loss, test_acc = model.evaluate(flows["test"], steps=50, verbose=0)
     else:  # book 3.7, fold 0 of 4, batch size 1
         train_data, train_targets = d["x_train"], d["y_train"]
         mean, std = train_data.mean(axis=0), train_data.std(axis=0)

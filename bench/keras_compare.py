@@ -28,12 +28,17 @@ KERAS_PY = HERE / ".venv-keras" / "bin" / "python"
 DLWP = {"mnist_dense": ["task=mnist_dense"], "mnist_convnet": ["task=mnist_convnet"], "imdb_dense": ["task=imdb_dense"],
         "boston_fold": ["task=boston_kfold", "kfold.k=0", "data.num_folds=4", "data.fold=0",
                         "data.batch_size=1"],
-        "cats_dogs_scratch": ["task=cats_dogs_scratch"]}  # fmt: skip
+        "cats_dogs_scratch": ["task=cats_dogs_scratch"],
+        # the same dlwp run against the book's code verbatim: Keras decodes the JPEGs every epoch
+        "cats_dogs_scratch_flow": ["task=cats_dogs_scratch"]}  # fmt: skip
 
 
 def export(task: str, data_dir: Path, out: Path) -> Path:
-    """The tensors dlwp trains on, as plain numpy arrays for the Keras side."""
+    """The tensors dlwp trains on, as plain numpy arrays for the Keras side (for the `_flow` task:
+    the book's `cats_and_dogs_small` directory tree, linked to the same JPEGs)."""
     path = out / f"{task}.npz"
+    if task == "cats_dogs_scratch_flow":
+        return book_tree(data_dir / "dogs_vs_cats", out / "cats_and_dogs_small")
     if task in ("mnist_dense", "mnist_convnet"):
         with np.load(data_dir / "mnist/mnist.npz") as d:
             np.savez(path, **{k: d[k] for k in ("x_train", "y_train", "x_test", "y_test")})
@@ -66,6 +71,19 @@ def export(task: str, data_dir: Path, out: Path) -> Path:
         dm.setup()
         np.savez(path, x_train=dm.splits["train"][0].numpy(), y_train=dm.splits["train"][1].numpy())
     return path
+
+
+def book_tree(root: Path, tree: Path) -> Path:
+    """cats_and_dogs_small/{train,validation,test}/{cats,dogs}/, as book 5.2 lays it out, of links to
+    the images dlwp reads (the mirror's layout: see ../shared/datasets/MANIFEST.md)."""
+    sources = {"train": root / "cats_and_dogs_filtered/train",
+               "validation": root / "cats_and_dogs_small_valtest_200px/validation",
+               "test": root / "cats_and_dogs_small_valtest_200px/test"}  # fmt: skip
+    for split, source in sources.items():
+        for label in ("cats", "dogs"):
+            (tree / split).mkdir(parents=True, exist_ok=True)
+            (tree / split / label).symlink_to(source / label, target_is_directory=True)
+    return tree
 
 
 def keras_run(task: str, arrays: Path, epochs: int) -> tuple[list[float], float, float]:
@@ -121,7 +139,7 @@ def main() -> int:
                       f"metric {metric:.4f}", flush=True)  # fmt: skip
         k, d = statistics.median(k_times), statistics.median(d_times)
         name = "val MAE (fold 0)" if task == "boston_fold" else "test acc"
-        if task == "cats_dogs_scratch":
+        if task.startswith("cats_dogs_scratch"):
             name = f"test acc after {args.epochs} epochs"
         rows.append((task, k, d, statistics.mean(k_metric), statistics.mean(d_metric), name, max(k_rss), max(d_rss)))
         print(f"{task}: keras {k:.3f} s/epoch, dlwp {d:.3f} s/epoch, dlwp speed-up x{k / d:.2f}; {name} keras "
