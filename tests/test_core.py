@@ -303,6 +303,23 @@ def test_gradient_accumulation_equals_the_larger_batch():
         assert torch.allclose(a, b, atol=1e-6)
 
 
+def test_grouped_batches_train_exactly_as_ungrouped_ones():
+    """`data.batches_per_call` only changes how often Lightning's loop runs: same steps, same weights,
+    same epoch metrics. The task's per-fit optimiser lookup is redone when a module is fit again."""
+    x, y = data(40)
+    tasks = [SupervisedTask(DenseNet(5, [8], 1), seed=0, problem="binary") for _ in range(2)]
+    tasks[1].network.load_state_dict(tasks[0].network.state_dict())
+    ones = [TensorBatches((x, y), 1, shuffle=True, seed=3) for _ in range(2)]
+    trainers = [fit(tasks[0], ones[0], epochs=2), fit(tasks[1], GroupedBatches(ones[1], 16), epochs=2)]
+    assert [t.global_step for t in trainers] == [80, 80], "one optimiser step per batch, grouped or not"
+    for a, b in zip(tasks[0].network.parameters(), tasks[1].network.parameters(), strict=True):
+        assert torch.equal(a, b)
+    assert trainers[0].callback_metrics["train/loss"] == trainers[1].callback_metrics["train/loss"]
+    assert not tasks[1]._wrapped_optimizers, "the lookup is dropped when a fit ends"
+    again = fit(tasks[1], TensorBatches((x, y), 8), epochs=1)
+    assert again.global_step == 5 and not tasks[1]._wrapped_optimizers
+
+
 # -- CLI: multi-output runs, limits, errors, records ---------------------------------------------
 
 
