@@ -17,6 +17,19 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 
 
+def book_5_2_model(keras, models, layers):
+    """Book 5.2a's convnet, compiled as the book compiles it."""
+    model = models.Sequential([keras.Input((150, 150, 3)), layers.Conv2D(32, (3, 3), activation="relu"),
+                               layers.MaxPooling2D((2, 2)), layers.Conv2D(64, (3, 3), activation="relu"),
+                               layers.MaxPooling2D((2, 2)), layers.Conv2D(128, (3, 3), activation="relu"),
+                               layers.MaxPooling2D((2, 2)), layers.Conv2D(128, (3, 3), activation="relu"),
+                               layers.MaxPooling2D((2, 2)), layers.Flatten(), layers.Dense(512, activation="relu"),
+                               layers.Dense(1, activation="sigmoid")])  # fmt: skip
+    model.compile(optimizer=keras.optimizers.RMSprop(learning_rate=1e-4), loss="binary_crossentropy",
+                  metrics=["accuracy"])  # fmt: skip
+    return model
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     tasks = ["mnist_dense", "mnist_convnet", "imdb_dense", "boston_fold", "cats_dogs_scratch", "cats_dogs_scratch_flow"]
@@ -89,14 +102,7 @@ def main() -> None:
     elif args.task == "cats_dogs_scratch":  # book 5.2a; arrays instead of flow_from_directory (same images)
         x_train, x_val, x_test = (d[f"x_{s}"].astype("float32") / 255 for s in ("train", "val", "test"))
         y_train, y_val, y_test = (d[f"y_{s}"].astype("float32") for s in ("train", "val", "test"))
-        model = models.Sequential([keras.Input((150, 150, 3)), layers.Conv2D(32, (3, 3), activation="relu"),
-                                   layers.MaxPooling2D((2, 2)), layers.Conv2D(64, (3, 3), activation="relu"),
-                                   layers.MaxPooling2D((2, 2)), layers.Conv2D(128, (3, 3), activation="relu"),
-                                   layers.MaxPooling2D((2, 2)), layers.Conv2D(128, (3, 3), activation="relu"),
-                                   layers.MaxPooling2D((2, 2)), layers.Flatten(), layers.Dense(512, activation="relu"),
-                                   layers.Dense(1, activation="sigmoid")])  # fmt: skip
-        model.compile(optimizer=keras.optimizers.RMSprop(learning_rate=1e-4), loss="binary_crossentropy",
-                      metrics=["accuracy"])  # fmt: skip
+        model = book_5_2_model(keras, models, layers)
         model.fit(x_train, y_train, epochs=args.epochs or 30, batch_size=20, validation_data=(x_val, y_val),
                   verbose=0, callbacks=[EpochTimes()])  # fmt: skip
         test_loss, test_acc = model.evaluate(x_test, y_test, batch_size=20, verbose=0)
@@ -108,14 +114,7 @@ def main() -> None:
         flows = {split: datagen.flow_from_directory(base / split, target_size=(150, 150), batch_size=20,
                                                     class_mode="binary")
                  for split in ("train", "validation", "test")}  # fmt: skip
-        model = models.Sequential([keras.Input((150, 150, 3)), layers.Conv2D(32, (3, 3), activation="relu"),
-                                   layers.MaxPooling2D((2, 2)), layers.Conv2D(64, (3, 3), activation="relu"),
-                                   layers.MaxPooling2D((2, 2)), layers.Conv2D(128, (3, 3), activation="relu"),
-                                   layers.MaxPooling2D((2, 2)), layers.Conv2D(128, (3, 3), activation="relu"),
-                                   layers.MaxPooling2D((2, 2)), layers.Flatten(), layers.Dense(512, activation="relu"),
-                                   layers.Dense(1, activation="sigmoid")])  # fmt: skip
-        model.compile(optimizer=keras.optimizers.RMSprop(learning_rate=1e-4), loss="binary_crossentropy",
-                      metrics=["accuracy"])  # fmt: skip
+        model = book_5_2_model(keras, models, layers)
         model.fit(flows["train"], steps_per_epoch=100, epochs=args.epochs or 30, validation_data=flows["validation"],
                   validation_steps=50, verbose=0, callbacks=[EpochTimes()])  # fmt: skip
         test_loss, test_acc = model.evaluate(flows["test"], steps=50, verbose=0)
