@@ -80,8 +80,8 @@ def book_tree(root: Path, tree: Path) -> Path:
                "validation": root / "cats_and_dogs_small_valtest_200px/validation",
                "test": root / "cats_and_dogs_small_valtest_200px/test"}  # fmt: skip
     for split, source in sources.items():
+        (tree / split).mkdir(parents=True)
         for label in ("cats", "dogs"):
-            (tree / split).mkdir(parents=True, exist_ok=True)
             (tree / split / label).symlink_to(source / label, target_is_directory=True)
     return tree
 

@@ -214,20 +214,20 @@ class BookTask(L.LightningModule):
             slot.schedule.step()
 
     def _lightning_optimizer(self, slot: OptimizerSlot):
-        cached = self._wrapped_optimizers.get(slot.name)
-        if cached is not None:
-            return cached
+        """Lightning's wrapper of `slot`'s optimiser: looked up once per fit (`on_train_start`)."""
+        return self._wrapped_optimizers.get(slot.name) or self._wrapped_optimizer_lookup(slot.name)
+
+    def _wrapped_optimizer_lookup(self, name: str):
         optimizers = self.optimizers()
         optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
-        return optimizers[list(self.slots).index(slot.name)]
+        return optimizers[list(self.slots).index(name)]
 
     def on_train_start(self) -> None:
         precision = str(self.trainer.precision)
         direct = self.trainer.world_size == 1 and precision not in ("16-mixed", "16", "16-true")
         self._direct = direct and compat.LIGHTNING_OK
         # Lightning wraps the optimisers once per fit, before this hook: looked up once, not per batch.
-        self._wrapped_optimizers = {}
-        self._wrapped_optimizers = {name: self._lightning_optimizer(slot) for name, slot in self.slots.items()}
+        self._wrapped_optimizers = {name: self._wrapped_optimizer_lookup(name) for name in self.slots}
 
     def on_train_end(self) -> None:
         self._wrapped_optimizers = {}

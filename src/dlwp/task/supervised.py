@@ -115,10 +115,11 @@ class MultiOutputTask(BookTask):
             out, target = outputs[name], targets[name]
             loss = head.loss(out, target)
             total = total + self.loss_weights[name] * loss
-            with torch.no_grad():
-                compat.fast_update(metrics[f"{name}/loss"], loss.detach(), n)
-                for metric in head.metrics():
-                    compat.fast_update(metrics[f"{name}/{metric}"], out.detach(), target)
+            # detached inputs build no graph: no grad-mode context needed (as in SupervisedTask)
+            compat.fast_update(metrics[f"{name}/loss"], loss.detach(), n)
+            detached = out.detach()
+            for metric in head.metrics():
+                compat.fast_update(metrics[f"{name}/{metric}"], detached, target)
         return total
 
     def predict(self, outputs: dict) -> dict[str, torch.Tensor]:
