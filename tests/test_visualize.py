@@ -258,6 +258,8 @@ def test_activations_of_a_trained_image_run_and_errors_for_non_image_runs(tmp_pa
         refused.returncode == 2
         and "is a checkpoint of task 'digits_dense', whose network does not take images" in refused.stderr
     )
+    bare = dlwp("visualize", f"paths.runs_dir={out}", check=False)
+    assert bare.returncode == 2 and "say what to show: dlwp visualize activations|filters|gradcam" in bare.stderr
     unknown = dlwp("visualize", "shapes", f"paths.runs_dir={out}", check=False)
     assert unknown.returncode != 0 and "activations" in unknown.stderr and "gradcam" in unknown.stderr
 

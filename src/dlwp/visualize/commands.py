@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from dlwp.errors import ConfigError
 from dlwp.visualize import images
 from dlwp.visualize.networks import Inspected, open_backbone, open_checkpoint
 from dlwp.visualize.session import Session, Timer, progress
@@ -32,6 +33,8 @@ def _plain(value: Any) -> Any:
 
 
 def visualize(cfg: DictConfig) -> dict[str, Any]:
+    if OmegaConf.is_missing(cfg, "what"):
+        raise ConfigError("say what to show: dlwp visualize activations|filters|gradcam [key=value ...]")
     what = str(cfg.what.name if hasattr(cfg.what, "name") else cfg.what)
     with Session(cfg, f"visualize-{what}") as session:
         {"activations": _activations, "filters": _filters, "gradcam": _gradcam}[what](cfg, session)
