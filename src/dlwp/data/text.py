@@ -117,6 +117,13 @@ class Ragged:
         np.cumsum(keep, out=kept[1:])
         return Ragged(self.values[keep], kept[self.offsets])
 
+    def reversed(self) -> Ragged:
+        """Each row in reverse order (book 6.3's `[x[::-1] for x in x_train]`)."""
+        flipped = self.offsets[:-1].repeat(self.lengths) + (
+            np.repeat(self.lengths, self.lengths) - 1 - self.positions()
+        )
+        return Ragged(self.values[flipped], self.offsets)
+
     def tolist(self) -> list[list[int]]:
         return [self[i].tolist() for i in range(len(self))]
 
@@ -245,6 +252,8 @@ class WordIndexDataModule(InMemoryDataModule):
             `sequence` (book 6: int64 [N, maxlen] from `pad_sequences`, for embeddings and RNNs).
         maxlen: `sequence` only: `pad_sequences` length (keeps the last maxlen words, Keras'
             default); None pads to the longest sequence, which for IMDB is ~2,500 words.
+        reverse: `sequence` only: each text reversed before padding (book 6.3: `x[::-1]`, so the
+            first maxlen words are kept, last word first).
         **kwargs: see `InMemoryDataModule`.
     """
 
@@ -253,6 +262,7 @@ class WordIndexDataModule(InMemoryDataModule):
         num_words: int = 10000,
         encoding: Literal["multi_hot", "sequence"] = "multi_hot",
         maxlen: int | None = None,
+        reverse: bool = False,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
@@ -262,7 +272,9 @@ class WordIndexDataModule(InMemoryDataModule):
             raise ConfigError(f"data.encoding must be multi_hot or sequence, got {encoding!r}")
         if maxlen is not None and maxlen < 1:
             raise ConfigError(f"data.maxlen must be >= 1 or null, got {maxlen}")
-        self.num_words, self.encoding, self.maxlen = num_words, encoding, maxlen
+        if reverse and encoding != "sequence":
+            raise ConfigError("data.reverse=true reverses word order, which only data.encoding=sequence keeps")
+        self.num_words, self.encoding, self.maxlen, self.reverse = num_words, encoding, maxlen, reverse
         # the base class applies `batch_transform` to every batch when it is set
         self.batch_transform = self._multi_hot_batch if encoding == "multi_hot" else None
 
@@ -273,6 +285,8 @@ class WordIndexDataModule(InMemoryDataModule):
         """
         if self.encoding == "multi_hot":
             return index_sets(indices, self.num_words, presorted)
+        if self.reverse:
+            indices = indices.reversed()
         return torch.from_numpy(pad_sequences(indices, self.maxlen, dtype=np.int64))
 
     def _multi_hot_batch(self, batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:

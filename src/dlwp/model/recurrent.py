@@ -1,0 +1,235 @@
+"""Recurrent layers (book chapter 6): SimpleRNN, LSTM and GRU, each in two implementations.
+
+- `keras`: Keras 2.0.8's equations exactly: `hard_sigmoid` gates (clip(0.2x + 0.5, 0, 1)), the
+  GRU's reset gate applied *before* its recurrent matmul, Gal-style `dropout` /
+  `recurrent_dropout` (one mask per gate, drawn once per sequence and kept over time). The input
+  projections of all time steps are one matmul; only the recurrent part loops over time.
+- `torch`: `nn.RNN` / `nn.LSTM` / `nn.GRU` (fused kernels, cuDNN on GPUs): sigmoid gates, torch's
+  GRU formulation, no recurrent dropout (`dropout` is refused rather than silently ignored).
+
+Both take `[batch, time, features]` (Keras' layout) and start from Keras' initialisation: glorot-
+uniform input kernels, orthogonal recurrent kernels, zero biases, the LSTM's forget bias at 1.
+They return the last output `[batch, units]`, or every step's `[batch, time, units]` with
+`return_sequences`. Keras' gate order is kept inside the `keras` weights: LSTM i, f, c, o; GRU z, r, h.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import nn
+
+from dlwp.errors import ConfigError
+
+Kind = Literal["simplernn", "lstm", "gru"]
+GATES = {"simplernn": 1, "lstm": 4, "gru": 3}
+
+
+def hard_sigmoid(x: torch.Tensor) -> torch.Tensor:
+    """Keras 2.0.8's: clip(0.2 x + 0.5, 0, 1)."""
+    return (0.2 * x + 0.5).clamp(0.0, 1.0)
+
+
+def keras_orthogonal_(weight: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Keras' `orthogonal` for a `[rows, cols]` kernel: the Q of an SVD of a normal matrix, so
+    rows (or columns, whichever are fewer) are orthonormal."""
+    rows, cols = weight.shape
+    a = torch.randn(rows, cols, generator=generator, dtype=torch.float64)
+    u, _, v = torch.linalg.svd(a, full_matrices=False)
+    q = u if u.shape == (rows, cols) else v
+    with torch.no_grad():
+        weight.copy_(q.to(weight.dtype))
+    return weight
+
+
+def glorot_uniform_(weight: torch.Tensor, fan_in: int, fan_out: int) -> torch.Tensor:
+    limit = (6.0 / (fan_in + fan_out)) ** 0.5
+    with torch.no_grad():
+        return weight.uniform_(-limit, limit)
+
+
+class KerasRecurrent(nn.Module):
+    """One Keras 2.0.8 recurrent layer; weights as Keras stores them: `kernel` [in, gates*units],
+    `recurrent_kernel` [units, gates*units], `bias` [gates*units]."""
+
+    def __init__(self, kind: Kind, in_features: int, units: int, dropout: float = 0.0,
+                 recurrent_dropout: float = 0.0, activation: str = "tanh") -> None:  # fmt: skip
+        super().__init__()
+        self.kind, self.units = kind, units
+        self.dropout, self.recurrent_dropout = dropout, recurrent_dropout
+        self.activation = _activation(activation)
+        gates = GATES[kind]
+        self.kernel = nn.Parameter(torch.empty(in_features, gates * units))
+        self.recurrent_kernel = nn.Parameter(torch.empty(units, gates * units))
+        self.bias = nn.Parameter(torch.zeros(gates * units))
+        glorot_uniform_(self.kernel, in_features, gates * units)
+        keras_orthogonal_(self.recurrent_kernel)
+        if kind == "lstm":  # unit_forget_bias=True
+            with torch.no_grad():
+                self.bias[units : 2 * units] = 1.0
+
+    def _masks(self, like: torch.Tensor, width: int, rate: float) -> torch.Tensor | None:
+        """One Gal dropout mask per gate, `[gates, batch, width]`, fixed over time (Keras' `ones
+        -> K.dropout`, drawn per gate); None outside training or without dropout."""
+        if not self.training or rate <= 0:
+            return None
+        keep = torch.full((GATES[self.kind], like.shape[0], width), 1.0 - rate, device=like.device, dtype=like.dtype)
+        return torch.bernoulli(keep) / (1.0 - rate)
+
+    def forward(self, x: torch.Tensor, return_sequences: bool = False) -> torch.Tensor:
+        batch, steps, features = x.shape
+        units, gates = self.units, GATES[self.kind]
+        in_masks = self._masks(x, features, self.dropout)
+        rec_masks = self._masks(x, units, self.recurrent_dropout)
+        if in_masks is None:  # every gate's input projection of every step in one matmul
+            projected = torch.addmm(self.bias, x.reshape(-1, features), self.kernel).view(batch, steps, gates * units)
+        else:  # a different mask per gate: each gate's projection of its own masked input
+            parts = [(x * in_masks[g][:, None, :]) @ self.kernel[:, g * units : (g + 1) * units]
+                     for g in range(gates)]  # fmt: skip
+            projected = torch.cat(parts, dim=-1) + self.bias
+        h = x.new_zeros(batch, units)
+        c = x.new_zeros(batch, units) if self.kind == "lstm" else None
+        outputs = []
+        step = getattr(self, f"_{self.kind}_step")
+        # unbind, not projected[:, t]: the backward of each slice would write a whole zero tensor
+        # of `projected`'s size (quadratic in the length); unbind's backward stacks once
+        for xp in projected.unbind(1):
+            h, c = step(xp, h, c, rec_masks)
+            if return_sequences:
+                outputs.append(h)
+        return torch.stack(outputs, dim=1) if return_sequences else h
+
+    def _recurrent(self, h: torch.Tensor, masks: torch.Tensor | None, gate: slice | None = None) -> torch.Tensor:
+        u = self.recurrent_kernel if gate is None else self.recurrent_kernel[:, gate]
+        if masks is None:
+            return h @ u
+        # each gate sees h through its own mask: per-gate matmuls
+        n = self.units
+        first = 0 if gate is None else gate.start // n
+        count = GATES[self.kind] if gate is None else (gate.stop - gate.start) // n
+        return torch.cat([(h * masks[first + g]) @ u[:, g * n : (g + 1) * n] for g in range(count)], dim=-1)
+
+    def _simplernn_step(self, xp, h, c, masks):
+        return self.activation(xp + self._recurrent(h, masks)), None
+
+    def _lstm_step(self, xp, h, c, masks):
+        z = xp + self._recurrent(h, masks)
+        i, f, g, o = z.chunk(4, dim=-1)
+        c = hard_sigmoid(f) * c + hard_sigmoid(i) * self.activation(g)
+        return hard_sigmoid(o) * self.activation(c), c
+
+    def _gru_step(self, xp, h, c, masks):
+        n = self.units
+        zr = xp[:, : 2 * n] + self._recurrent(h, masks, slice(0, 2 * n))
+        z, r = hard_sigmoid(zr).chunk(2, dim=-1)
+        # Keras 2.0.8: the reset gate scales h *before* the recurrent matmul
+        rh = r * h if masks is None else r * h * masks[2]
+        hh = self.activation(xp[:, 2 * n :] + rh @ self.recurrent_kernel[:, 2 * n :])
+        return z * h + (1 - z) * hh, None
+
+
+class TorchRecurrent(nn.Module):
+    """`nn.RNN` / `nn.LSTM` / `nn.GRU` (batch first) with Keras' initialisation."""
+
+    def __init__(self, kind: Kind, in_features: int, units: int, bidirectional: bool = False,
+                 activation: str = "tanh") -> None:  # fmt: skip
+        super().__init__()
+        self.kind = kind
+        if kind == "simplernn":
+            if activation not in ("tanh", "relu"):
+                raise ConfigError(f"impl=torch SimpleRNN supports activation tanh or relu, not {activation!r}")
+            self.rnn: nn.RNNBase = nn.RNN(in_features, units, batch_first=True, nonlinearity=activation,
+                                          bidirectional=bidirectional)  # fmt: skip
+        else:
+            if activation != "tanh":
+                raise ConfigError(
+                    f"impl=torch {kind.upper()} has tanh activations only; use impl=keras for {activation}"
+                )
+            cls = nn.LSTM if kind == "lstm" else nn.GRU
+            self.rnn = cls(in_features, units, batch_first=True, bidirectional=bidirectional)
+        gates = GATES[kind]
+        for name, p in self.rnn.named_parameters():
+            if name.startswith("weight_ih"):  # torch stores [gates*units, in]: glorot over Keras' [in, gates*units]
+                glorot_uniform_(p, in_features, gates * units)
+            elif name.startswith("weight_hh"):  # torch's [gates*units, units] is Keras' kernel transposed
+                with torch.no_grad():
+                    p.copy_(keras_orthogonal_(torch.empty(units, gates * units)).T)
+            else:
+                nn.init.zeros_(p)
+                if kind == "lstm" and name.startswith("bias_ih"):  # torch's order i, f, g, o: forget bias 1
+                    with torch.no_grad():
+                        p[units : 2 * units] = 1.0
+
+    def forward(self, x: torch.Tensor, return_sequences: bool = False) -> torch.Tensor:
+        out, state = self.rnn(x)
+        if return_sequences:
+            return out
+        h = state[0] if isinstance(state, tuple) else state  # [directions, batch, units]
+        return torch.cat(list(h), dim=-1)
+
+
+class Recurrent(nn.Module):
+    """A recurrent layer as Keras declares one: `LSTM(32, dropout=0.2, recurrent_dropout=0.2)`.
+
+    Args:
+        kind: simplernn | lstm | gru.
+        in_features: width of each time step's input.
+        units: width of the state and of the output.
+        impl: `keras` (exact 2.0.8 equations, Gal dropout) or `torch` (fused nn.LSTM/GRU/RNN).
+        dropout: Gal dropout of the inputs (keras only).
+        recurrent_dropout: Gal dropout of the recurrent state (keras only).
+        return_sequences: every step's output, `[batch, time, units]` (to stack another layer).
+        go_backwards: read the sequence from its end (Keras' `go_backwards`).
+        bidirectional: a forward and a backward layer, outputs concatenated (Keras'
+            `Bidirectional(layer)`, `merge_mode='concat'`).
+        activation: of the candidate state (Keras' default tanh; book 6.3's stacked GRU uses relu).
+    """
+
+    def __init__(self, kind: Kind, in_features: int, units: int, impl: Literal["keras", "torch"] = "keras",
+                 dropout: float = 0.0, recurrent_dropout: float = 0.0, return_sequences: bool = False,
+                 go_backwards: bool = False, bidirectional: bool = False, activation: str = "tanh") -> None:  # fmt: skip
+        super().__init__()
+        if kind not in GATES:
+            raise ConfigError(f"recurrent layer {kind!r}: choose simplernn, lstm or gru")
+        if impl not in ("keras", "torch"):
+            raise ConfigError(f"impl={impl!r}: choose keras (exact Keras 2.0.8 equations) or torch (fused, fast)")
+        if impl == "torch" and (dropout or recurrent_dropout):
+            raise ConfigError(f"{kind}: impl=torch has no (Gal) dropout or recurrent_dropout; use impl=keras")
+        for name, rate in (("dropout", dropout), ("recurrent_dropout", recurrent_dropout)):
+            if not 0 <= rate < 1:
+                raise ConfigError(f"{kind}: {name} must lie in [0, 1), got {rate}")
+        self.kind, self.impl, self.units = kind, impl, units
+        self.return_sequences, self.go_backwards, self.bidirectional = return_sequences, go_backwards, bidirectional
+        self.out_features = units * (2 if bidirectional else 1)
+        if impl == "torch":
+            self.layer: nn.Module = TorchRecurrent(kind, in_features, units, bidirectional, activation)
+            self.backward_layer = None
+        else:
+            self.layer = KerasRecurrent(kind, in_features, units, dropout, recurrent_dropout, activation)
+            self.backward_layer = (
+                KerasRecurrent(kind, in_features, units, dropout, recurrent_dropout, activation)
+                if bidirectional
+                else None
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.go_backwards:
+            x = x.flip(1)
+        if self.impl == "torch":
+            return self.layer(x, self.return_sequences)
+        out = self.layer(x, self.return_sequences)
+        if self.backward_layer is None:
+            return out
+        back = self.backward_layer(x.flip(1), self.return_sequences)
+        if self.return_sequences:  # Keras reverses the backward layer's sequence back into time order
+            back = back.flip(1)
+        return torch.cat([out, back], dim=-1)
+
+
+def _activation(name: str):
+    if name == "tanh":
+        return torch.tanh
+    if name == "relu":
+        return torch.relu
+    raise ConfigError(f"recurrent activation {name!r}: choose tanh or relu")

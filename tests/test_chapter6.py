@@ -1,0 +1,210 @@
+"""Chapter 6 on text: Keras-exact recurrent layers against the Keras 2.0.8 equations written out
+by hand, the layer list of `SequenceNet`, reversed sequences, and the IMDB tasks learning."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import MIRROR, dlwp, metric_rows, record, run_dirs
+from dlwp.errors import ConfigError
+from dlwp.model.recurrent import KerasRecurrent, Recurrent, hard_sigmoid
+from dlwp.model.sequence import SequenceNet
+
+# -- the Keras 2.0.8 equations, step by step in numpy ---------------------------------------------
+
+
+def hsig(x):
+    return np.clip(0.2 * x + 0.5, 0.0, 1.0)
+
+
+def keras_steps(kind: str, layer: KerasRecurrent, x: np.ndarray) -> np.ndarray:
+    """Keras 2.0.8's `step` of SimpleRNN / LSTM / GRU (implementation 0), no dropout; gate order
+    LSTM i, f, c, o; GRU z, r, h. Returns the last h."""
+    W, U, b = (p.detach().double().numpy() for p in (layer.kernel, layer.recurrent_kernel, layer.bias))
+    n = layer.units
+    h = np.zeros((x.shape[0], n))
+    c = np.zeros_like(h)
+    for t in range(x.shape[1]):
+        xt = x[:, t]
+        if kind == "simplernn":
+            h = np.tanh(xt @ W + b + h @ U)
+        elif kind == "lstm":
+            k = [slice(g * n, (g + 1) * n) for g in range(4)]
+            i = hsig(xt @ W[:, k[0]] + b[k[0]] + h @ U[:, k[0]])
+            f = hsig(xt @ W[:, k[1]] + b[k[1]] + h @ U[:, k[1]])
+            c = f * c + i * np.tanh(xt @ W[:, k[2]] + b[k[2]] + h @ U[:, k[2]])
+            o = hsig(xt @ W[:, k[3]] + b[k[3]] + h @ U[:, k[3]])
+            h = o * np.tanh(c)
+        else:
+            k = [slice(g * n, (g + 1) * n) for g in range(3)]
+            z = hsig(xt @ W[:, k[0]] + b[k[0]] + h @ U[:, k[0]])
+            r = hsig(xt @ W[:, k[1]] + b[k[1]] + h @ U[:, k[1]])
+            hh = np.tanh(xt @ W[:, k[2]] + b[k[2]] + (r * h) @ U[:, k[2]])  # reset gate before the matmul
+            h = z * h + (1 - z) * hh
+    return h
+
+
+@pytest.mark.parametrize("kind", ["simplernn", "lstm", "gru"])
+def test_keras_cells_follow_the_keras_2_0_8_equations(kind):
+    torch.manual_seed(0)
+    layer = KerasRecurrent(kind, in_features=5, units=4).double()
+    with torch.no_grad():
+        layer.bias.uniform_(-0.5, 0.5)  # non-zero biases, so their place in each gate is checked too
+    x = np.random.default_rng(0).normal(size=(3, 6, 5))
+    got = layer(torch.from_numpy(x)).detach().numpy()
+    np.testing.assert_allclose(got, keras_steps(kind, layer, x), rtol=1e-10, atol=1e-12)
+
+
+def test_keras_initialisation_forget_bias_orthogonal_recurrent_kernels():
+    lstm = KerasRecurrent("lstm", 10, 8)
+    assert torch.equal(lstm.bias, torch.cat([torch.zeros(8), torch.ones(8), torch.zeros(16)]))  # unit_forget_bias
+    u = lstm.recurrent_kernel.detach().double()  # [8, 32]: orthonormal rows
+    assert torch.allclose(u @ u.T, torch.eye(8, dtype=torch.float64), atol=1e-5)
+    limit = (6 / (10 + 32)) ** 0.5  # glorot-uniform over Keras' [in, 4 * units] kernel
+    biggest = float(lstm.kernel.detach().abs().max())
+    assert 0.8 * limit < biggest <= limit
+    assert torch.equal(hard_sigmoid(torch.tensor([-3.0, 0.0, 1.0, 3.0])), torch.tensor([0.0, 0.5, 0.7, 1.0]))
+
+
+def test_gal_dropout_masks_are_drawn_once_per_sequence_and_only_in_training():
+    """Every time step gets the same input: with the recurrent kernel at zero, each step's output
+    depends only on that step's (masked) input, so equal outputs over time mean one mask."""
+    torch.manual_seed(0)
+    layer = Recurrent("simplernn", 6, 5, dropout=0.5, recurrent_dropout=0.5, return_sequences=True)
+    with torch.no_grad():
+        layer.layer.recurrent_kernel.zero_()
+    x = torch.ones(4, 7, 6)
+    out = layer.train()(x)
+    assert torch.allclose(out, out[:, :1].expand_as(out)), "a mask drawn per time step would differ over time"
+    assert not torch.allclose(out[0], out[1]), "each sequence draws its own masks"
+    clean = layer.eval()(x)
+    assert torch.allclose(clean, torch.tanh(x @ layer.layer.kernel + layer.layer.bias)[:, :1].expand_as(clean))
+
+
+def test_bidirectional_go_backwards_and_the_torch_implementation():
+    torch.manual_seed(0)
+    x = torch.randn(2, 9, 3)
+    bi = Recurrent("lstm", 3, 4, bidirectional=True)
+    out = bi(x)
+    assert out.shape == (2, 8)
+    assert torch.allclose(out[:, :4], bi.layer(x)) and torch.allclose(out[:, 4:], bi.backward_layer(x.flip(1)))
+    back = Recurrent("gru", 3, 4, go_backwards=True)
+    assert torch.allclose(back(x), back.layer(x.flip(1)))
+    fused = Recurrent("lstm", 3, 4, impl="torch", bidirectional=True, return_sequences=True)
+    assert fused(x).shape == (2, 9, 8)
+    with pytest.raises(ConfigError, match="impl=torch has no .* dropout"):
+        Recurrent("gru", 3, 4, impl="torch", recurrent_dropout=0.2)
+    with pytest.raises(ConfigError, match="choose keras .* or torch"):
+        Recurrent("gru", 3, 4, impl="cudnn")
+
+
+# -- SequenceNet: the layer list -------------------------------------------------------------------
+
+
+def test_sequence_nets_have_the_books_parameter_counts():
+    def params(layers, length):
+        return sum(p.numel() for p in SequenceNet(layers, input_length=length).parameters())
+
+    emb = {"type": "embedding", "input_dim": 10000}
+    assert params([emb | {"output_dim": 8}, {"type": "flatten"}, {"type": "dense", "units": 1}], 20) == 80_161
+    # Keras' SimpleRNN(32) has 2,080 and LSTM(32) 8,320 parameters on 32 inputs
+    assert params(
+        [emb | {"output_dim": 32}, {"type": "simplernn", "units": 32}, {"type": "dense", "units": 1}], 500
+    ) == (320_000 + 2_080 + 33)
+    assert params([emb | {"output_dim": 32}, {"type": "lstm", "units": 32}, {"type": "dense", "units": 1}], 500) == (
+        320_000 + 8_320 + 33
+    )
+    conv = [emb | {"output_dim": 128}, {"type": "conv1d", "filters": 32, "kernel_size": 7, "activation": "relu"},
+            {"type": "maxpool1d", "pool_size": 5}, {"type": "conv1d", "filters": 32, "kernel_size": 7},
+            {"type": "globalmaxpool1d"}, {"type": "dense", "units": 1}]  # fmt: skip
+    assert params(conv, 500) == 1_280_000 + 28_704 + 7_200 + 33  # book 6.4's summary: 1,315,937
+
+
+def test_sequence_net_errors_name_the_layer_and_what_it_takes():
+    with pytest.raises(ConfigError, match=r"model.layers\[1\]: type 'lstn' is not a layer; choose from"):
+        SequenceNet([{"type": "embedding", "input_dim": 10, "output_dim": 4}, {"type": "lstn", "units": 3}], 5)
+    with pytest.raises(ConfigError, match=r"model.layers\[1\]: lstm has no argument 'unit'; it takes units, impl"):
+        SequenceNet([{"type": "embedding", "input_dim": 10, "output_dim": 4}, {"type": "lstm", "unit": 3}], 5)
+    with pytest.raises(ConfigError, match=r"lstm needs a sequence \[time, features\] as input, but gets shape \[20\]"):
+        SequenceNet([{"type": "embedding", "input_dim": 10, "output_dim": 4}, {"type": "flatten"},
+                     {"type": "lstm", "units": 3}], 5)  # fmt: skip
+
+
+def test_an_unsigmoided_output_is_scored_with_keras_clipped_loss():
+    """Book 6.4: Dense(1) with no sigmoid; Keras' loss takes the output as p, clipped to [1e-7, 1 - 1e-7]."""
+    from dlwp.model.sequence import ProbabilityAsLogit
+    from dlwp.task.heads import BinaryHead
+
+    p = torch.tensor([0.3, 0.9, 1.7, -0.2], requires_grad=True)
+    y = torch.tensor([0.0, 1.0, 1.0, 0.0])
+    loss = BinaryHead().loss(ProbabilityAsLogit()(p), y)
+    clipped = p.detach().clamp(1e-7, 1 - 1e-7)
+    expected = -(y * clipped.log() + (1 - y) * (1 - clipped).log()).mean()
+    assert torch.allclose(loss, expected)
+    loss.backward()
+    assert p.grad[2] == 0 and p.grad[3] == 0 and p.grad[0] != 0, "no gradient where Keras clips"
+
+
+# -- data: reversed sequences ----------------------------------------------------------------------
+
+
+def test_reversed_reviews_keep_their_first_words_last_first():
+    from dlwp.data.text import Ragged, WordIndexDataModule, pad_sequences
+
+    seqs = Ragged.from_lists([[1, 5, 6, 7, 8], [1, 9], []])
+    assert seqs.reversed().tolist() == [[8, 7, 6, 5, 1], [9, 1], []]
+    # book 6.3: [x[::-1] for x in x_train], then pad_sequences(maxlen): the review's first words
+    assert pad_sequences(seqs.reversed(), maxlen=3).tolist() == [[6, 5, 1], [0, 9, 1], [0, 0, 0]]
+    module = WordIndexDataModule(num_words=20, encoding="sequence", maxlen=3, reverse=True)
+    assert module.inputs(seqs).tolist() == [[6, 5, 1], [0, 9, 1], [0, 0, 0]]
+    with pytest.raises(ConfigError, match="reverse"):
+        WordIndexDataModule(num_words=20, encoding="multi_hot", reverse=True)
+
+
+# -- the tasks, learning on small subsets ----------------------------------------------------------
+
+IMDB = MIRROR / "imdb"
+
+
+@pytest.fixture(scope="module")
+def imdb_data(tmp_path_factory) -> Path | None:
+    """A data dir whose imdb/ links to the mirror's reviews (tokenised once, cached there for the
+    module's tests); None without the mirror: the tasks then run on synthetic reviews."""
+    reviews, index = IMDB / "aclImdb_v1_labeled.tar.gz", IMDB / "imdb_word_index.json"
+    if not (reviews.is_file() and index.is_file()):
+        return None
+    data = tmp_path_factory.mktemp("data")
+    (data / "imdb").mkdir()
+    (data / "imdb" / "aclImdb_v1.tar.gz").symlink_to(reviews)
+    (data / "imdb" / "imdb_word_index.json").symlink_to(index)
+    return data
+
+
+def _data_args(data: Path | None, subset: int) -> list[str]:
+    sizes = [f"data.subset={subset}", f"data.val_size={subset // 4}"]
+    return [f"paths.data_dir={data}", *sizes] if data else ["data.source=synthetic", *sizes]
+
+
+@pytest.mark.parametrize(
+    ("task", "real", "subset", "extra"),
+    [
+        ("imdb_embedding", True, 8000, ["trainer.max_epochs=6"]),
+        ("imdb_lstm", True, 2000, ["data.maxlen=80", "trainer.max_epochs=4", "model.layers.1.impl=torch"]),
+        ("imdb_conv1d", True, 4000, ["data.maxlen=150", "trainer.max_epochs=4", "task.optimizer.lr=1e-3"]),
+        # the Keras-exact cells loop over time in Python: short synthetic reviews keep them quick
+        ("imdb_lstm", False, 1000, ["data.maxlen=40", "trainer.max_epochs=3", "data.batch_size=32"]),
+        ("imdb_bilstm", False, 1000, ["data.maxlen=40", "trainer.max_epochs=3", "data.batch_size=32"]),
+    ],
+    ids=["embedding", "lstm-torch", "conv1d", "lstm-keras", "bilstm-keras"],
+)
+def test_imdb_sequence_tasks_learn(task, real, subset, extra, imdb_data, tmp_path):
+    dlwp("train", f"task={task}", *_data_args(imdb_data if real else None, subset), *extra, runs=tmp_path)
+    (run_dir,) = run_dirs(tmp_path, task)
+    rows = metric_rows(run_dir)
+    rec = record(run_dir)
+    assert rows[-1]["train/loss"] < rows[0]["train/loss"]
+    assert rec["metrics"]["best"]["val/acc"]["value"] > 0.62, rows  # balanced classes: chance is 0.5
