@@ -96,9 +96,9 @@ def test_bidirectional_go_backwards_and_the_torch_implementation():
     assert torch.allclose(back(x), back.layer(x.flip(1)))
     fused = Recurrent("lstm", 3, 4, impl="torch", bidirectional=True, return_sequences=True)
     assert fused(x).shape == (2, 9, 8)
-    with pytest.raises(ConfigError, match="impl=torch has no .* dropout"):
+    with pytest.raises(ConfigError, match=r"impl=torch has no .* dropout"):
         Recurrent("gru", 3, 4, impl="torch", recurrent_dropout=0.2)
-    with pytest.raises(ConfigError, match="choose keras .* or torch"):
+    with pytest.raises(ConfigError, match=r"choose keras .* or torch"):
         Recurrent("gru", 3, 4, impl="cudnn")
 
 

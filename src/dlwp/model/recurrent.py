@@ -186,9 +186,19 @@ class Recurrent(nn.Module):
         activation: of the candidate state (Keras' default tanh; book 6.3's stacked GRU uses relu).
     """
 
-    def __init__(self, kind: Kind, in_features: int, units: int, impl: Literal["keras", "torch"] = "keras",
-                 dropout: float = 0.0, recurrent_dropout: float = 0.0, return_sequences: bool = False,
-                 go_backwards: bool = False, bidirectional: bool = False, activation: str = "tanh") -> None:  # fmt: skip
+    def __init__(
+        self,
+        kind: Kind,
+        in_features: int,
+        units: int,
+        impl: Literal["keras", "torch"] = "keras",
+        dropout: float = 0.0,
+        recurrent_dropout: float = 0.0,
+        return_sequences: bool = False,
+        go_backwards: bool = False,
+        bidirectional: bool = False,
+        activation: str = "tanh",
+    ) -> None:
         super().__init__()
         if kind not in GATES:
             raise ConfigError(f"recurrent layer {kind!r}: choose simplernn, lstm or gru")
