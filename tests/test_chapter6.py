@@ -208,3 +208,65 @@ def test_imdb_sequence_tasks_learn(task, real, subset, extra, imdb_data, tmp_pat
     rec = record(run_dir)
     assert rows[-1]["train/loss"] < rows[0]["train/loss"]
     assert rec["metrics"]["best"]["val/acc"]["value"] > 0.62, rows  # balanced classes: chance is 0.5
+
+
+# -- 6.1c: raw text, Keras' Tokenizer, GloVe -------------------------------------------------------
+
+GLOVE_SAMPLE = MIRROR / "glove" / "glove.6B.100d.sample.txt.gz"
+
+
+def test_keras_tokenizer_ranks_by_count_then_first_appearance():
+    from dlwp.data.imdb_text import KerasTokenizer
+    from dlwp.data.text import Ragged
+
+    words = ["a", "b", "c", "d", "e"]  # ids 0..4; "e" appears only in test texts
+    train = Ragged.from_lists([[0, 1, 1, 2], [2, 2, 0, 3]])  # counts a 2, b 2, c 3, d 1
+    tok = KerasTokenizer(num_words=4).fit(train, words, np.array([0, 1, 2, 3]))
+    assert tok.word_index == {"c": 1, "a": 2, "b": 3, "d": 4}  # a before b: equal counts keep appearance
+    # texts_to_sequences: indices >= num_words (d = 4) and unknown words (e) are dropped
+    assert tok.encode(Ragged.from_lists([[3, 0, 4, 2], [1]])).tolist() == [[2, 1], [3]]
+
+
+def test_glove_rows_follow_the_word_index_and_bad_files_name_the_line(tmp_path):
+    from dlwp.data.glove import embedding_matrix
+    from dlwp.errors import DataMissingError
+
+    glove = tmp_path / "glove.6B.3d.txt"
+    glove.write_text("the 0.1 0.2 0.3\nzebra 1 1 1\nof -1 0 2\n")
+    matrix, found = embedding_matrix(glove, {"of": 1, "the": 3, "cat": 2, "rare": 9}, num_words=5, dim=3)
+    assert found == 2 and matrix.shape == (5, 3)
+    np.testing.assert_allclose(matrix[3], [0.1, 0.2, 0.3], rtol=1e-6)
+    np.testing.assert_allclose(matrix[1], [-1, 0, 2])
+    assert not matrix[[0, 2, 4]].any(), "padding and words GloVe lacks keep zero rows, as the book's matrix"
+    with pytest.raises(DataMissingError, match=r"line 1 \('the'\) has 3 values, expected 50"):
+        embedding_matrix(glove, {"the": 1}, num_words=5, dim=50)
+    glove.write_text("the 0.1 0.2 0.3\nof 0.1 x 0.3\n")
+    with pytest.raises(DataMissingError, match=r"line 2 \('of'\) is malformed"):
+        embedding_matrix(glove, {"of": 1}, num_words=5, dim=3)
+    with pytest.raises(DataMissingError, match="dlwp data fetch glove"):
+        embedding_matrix(tmp_path / "missing.txt", {}, 5, 3)
+
+
+def test_glove_task_tokenises_the_raw_reviews_as_keras_and_keeps_glove_frozen(imdb_data, tmp_path):
+    if imdb_data is None or not GLOVE_SAMPLE.is_file():
+        pytest.skip("needs the real IMDB reviews and the GloVe sample of the data mirror")
+    dlwp("train", "task=imdb_glove", f"paths.data_dir={imdb_data}", f"data.glove={GLOVE_SAMPLE}",
+         "trainer.max_epochs=4", "data.val_samples=2000", runs=tmp_path)  # fmt: skip
+    (run_dir,) = run_dirs(tmp_path, "imdb_glove")
+    rec = record(run_dir)
+    assert rec["data"]["sizes"] == {"train": 200, "val": 2000, "test": 25000}
+    # the sample holds GloVe's first 100 words; 85 of them are among the tokenizer's top 9,999
+    assert rec["pretrained_embedding"] == {"glove": str(GLOVE_SAMPLE), "words_found": 85, "words": 9999,
+                                           "trainable": False}  # fmt: skip
+    from dlwp.checkpoints import load
+    from dlwp.data.glove import embedding_matrix
+    from dlwp.data.imdb_text import IMDBTextDataModule
+
+    module = IMDBTextDataModule(reviews=str(imdb_data / "imdb" / "aclImdb_v1.tar.gz"), seed=0)
+    module.setup("fit")
+    assert len(module.word_index) == 9999 and module.word_index["the"] == 1 and module.word_index["br"] == 7
+    matrix, _ = embedding_matrix(GLOVE_SAMPLE, module.word_index, 10000, 100)
+    trained = load(run_dir / "checkpoints" / "last.ckpt")["state_dict"]["network.layers.0.weight"]
+    assert torch.equal(trained, torch.from_numpy(matrix)), "a frozen Embedding ends as GloVe's vectors"
+    rows = metric_rows(run_dir)
+    assert rows[-1]["train/loss"] < rows[0]["train/loss"] and rows[-1]["train/acc"] > 0.8  # 200 reviews: learnt

@@ -140,6 +140,8 @@ def train(cfg: DictConfig, run_dir: Path | None = None) -> dict[str, Any]:
         _check_pinned(cfg, record.data["data"]["version"])  # before reading any data
         datamodule.setup("fit")  # a missing or corrupt dataset fails here, before any Lightning set-up
         record.data["data"]["sizes"] = datamodule.sizes()
+        if (pretrained := datamodule.init_network(module.network)) is not None:
+            record.update(pretrained_embedding=pretrained)
         module.check_batch(datamodule.example_batch())  # named outputs and targets fit the task
         if rank_zero and (figure := datamodule.save_examples(run_dir / "augmentation.png")) is not None:
             record.update(augmentation_figure=figure.name)

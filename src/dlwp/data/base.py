@@ -136,6 +136,11 @@ class BookDataModule(L.LightningDataModule):
         """A figure of what training sees, when that differs from the data (augmentation); None."""
         return None
 
+    def init_network(self, network: Any) -> dict[str, Any] | None:
+        """Put what the data knows into the network before training (book 6.1c: GloVe vectors for
+        this data's word index into its Embedding); what was done, for the run record, or None."""
+        return None
+
     def baselines(self) -> dict[str, float]:
         """Trivial results that need the data itself (e.g. a naive forecast); the task adds its own
         (majority class, mean predictor) from the targets."""
