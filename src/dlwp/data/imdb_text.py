@@ -140,7 +140,8 @@ class IMDBTextDataModule(InMemoryDataModule):
         if arrays is not None:
             splits = {s: Ragged(arrays[f"{s}_values"], arrays[f"{s}_offsets"]) for s in ("train", "test")}
             words = arrays["words"].tolist()
-            return splits, {s: arrays[f"{s}_labels"] for s in splits}, dict(zip(words, range(1, len(words) + 1)))
+            word_index = {word: i for i, word in enumerate(words, start=1)}
+            return splits, {s: arrays[f"{s}_labels"] for s in splits}, word_index
         texts, words, by_appearance = read_reviews(self.reviews)
         tokenizer = KerasTokenizer(self.num_words).fit(texts["train"][0], words, by_appearance)
         splits = {s: tokenizer.encode(texts[s][0]) for s in texts}
