@@ -59,6 +59,23 @@ def test_keras_cells_follow_the_keras_2_0_8_equations(kind):
     np.testing.assert_allclose(got, keras_steps(kind, layer, x), rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("kind", ["simplernn", "lstm", "gru"])
+def test_the_dropout_path_with_masks_of_ones_equals_the_fused_path(kind, monkeypatch):
+    """Two code paths compute each cell: per-gate masked matmuls (dropout) and the fused one."""
+    torch.manual_seed(0)
+    layer = KerasRecurrent(kind, 5, 4, dropout=0.3, recurrent_dropout=0.3).double().eval()
+    x = torch.randn(3, 6, 5, dtype=torch.float64)
+    fused = layer(x, return_sequences=True)
+    monkeypatch.setattr(
+        layer,
+        "_masks",
+        lambda like, width, rate: torch.ones(
+            3 if kind == "gru" else 4 if kind == "lstm" else 1, 3, width, dtype=like.dtype
+        ),
+    )
+    assert torch.allclose(layer.train()(x, return_sequences=True), fused, atol=1e-12)
+
+
 def test_keras_initialisation_forget_bias_orthogonal_recurrent_kernels():
     lstm = KerasRecurrent("lstm", 10, 8)
     assert torch.equal(lstm.bias, torch.cat([torch.zeros(8), torch.ones(8), torch.zeros(16)]))  # unit_forget_bias

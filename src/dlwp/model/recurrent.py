@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from dlwp.errors import ConfigError
@@ -82,23 +83,60 @@ class KerasRecurrent(nn.Module):
         units, gates = self.units, GATES[self.kind]
         in_masks = self._masks(x, features, self.dropout)
         rec_masks = self._masks(x, units, self.recurrent_dropout)
-        if in_masks is None:  # every gate's input projection of every step in one matmul
-            projected = torch.addmm(self.bias, x.reshape(-1, features), self.kernel).view(batch, steps, gates * units)
-        else:  # a different mask per gate: each gate's projection of its own masked input
-            parts = [(x * in_masks[g][:, None, :]) @ self.kernel[:, g * units : (g + 1) * units]
-                     for g in range(gates)]  # fmt: skip
-            projected = torch.cat(parts, dim=-1) + self.bias
+        if rec_masks is None and in_masks is None:  # the common case: a few fused ops a step
+            kernel, recurrent, bias, step = self._fused()
+            projected = torch.addmm(bias, x.reshape(-1, features), kernel).view(batch, steps, gates * units)
+        else:
+            step, recurrent = getattr(self, f"_{self.kind}_step"), rec_masks
+            if in_masks is None:  # every gate's input projection of every step in one matmul
+                projected = torch.addmm(self.bias, x.reshape(-1, features), self.kernel)
+                projected = projected.view(batch, steps, gates * units)
+            else:  # a different mask per gate: each gate's projection of its own masked input
+                parts = [(x * in_masks[g][:, None, :]) @ self.kernel[:, g * units : (g + 1) * units]
+                         for g in range(gates)]  # fmt: skip
+                projected = torch.cat(parts, dim=-1) + self.bias
         h = x.new_zeros(batch, units)
         c = x.new_zeros(batch, units) if self.kind == "lstm" else None
         outputs = []
-        step = getattr(self, f"_{self.kind}_step")
         # unbind, not projected[:, t]: the backward of each slice would write a whole zero tensor
         # of `projected`'s size (quadratic in the length); unbind's backward stacks once
         for xp in projected.unbind(1):
-            h, c = step(xp, h, c, rec_masks)
+            h, c = step(xp, h, c, recurrent)
             if return_sequences:
                 outputs.append(h)
         return torch.stack(outputs, dim=1) if return_sequences else h
+
+    def _fused(self):
+        """(kernel, recurrent kernel, bias, step) for steps without dropout, in as few ops as the
+        equations allow: Keras' hard_sigmoid(x) = clip(0.2 x + 0.5, 0, 1) is torch's
+        hardsigmoid(1.2 x), and the 1.2 is folded into the weights once per sequence; the LSTM's
+        gates are reordered (i, f, o, c) so its three hard-sigmoid gates are one slice."""
+        n, w, u, b = self.units, self.kernel, self.recurrent_kernel, self.bias
+        if self.kind == "simplernn":
+            return w, u, b, self._fast_simplernn
+        sigmoid_gates = 3 if self.kind == "lstm" else 2
+        scale = torch.ones(GATES[self.kind] * n, dtype=u.dtype, device=u.device)
+        scale[: sigmoid_gates * n] = 1.2
+        if self.kind == "lstm":
+            order = torch.cat([torch.arange(0, 2 * n), torch.arange(3 * n, 4 * n), torch.arange(2 * n, 3 * n)])
+            w, u, b = w[:, order], u[:, order], b[order]
+        return w * scale, u * scale, b * scale, getattr(self, f"_fast_{self.kind}")
+
+    def _fast_simplernn(self, xp, h, c, u):
+        return self.activation(torch.addmm(xp, h, u)), None
+
+    def _fast_lstm(self, xp, h, c, u):
+        n = self.units
+        z = torch.addmm(xp, h, u)
+        i, f, o = F.hardsigmoid(z[:, : 3 * n]).chunk(3, dim=-1)
+        c = torch.addcmul(f * c, i, self.activation(z[:, 3 * n :]))
+        return o * self.activation(c), c
+
+    def _fast_gru(self, xp, h, c, u):
+        n = self.units
+        z, r = F.hardsigmoid(torch.addmm(xp[:, : 2 * n], h, u[:, : 2 * n])).chunk(2, dim=-1)
+        hh = self.activation(torch.addmm(xp[:, 2 * n :], r * h, u[:, 2 * n :]))
+        return torch.lerp(hh, h, z), None  # z h + (1 - z) hh
 
     def _recurrent(self, h: torch.Tensor, masks: torch.Tensor | None, gate: slice | None = None) -> torch.Tensor:
         u = self.recurrent_kernel if gate is None else self.recurrent_kernel[:, gate]
