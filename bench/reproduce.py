@@ -94,6 +94,29 @@ SPECS = [
          "5.3a with the base dlwp pretrained on CIFAR-10 (the run above, `data.weights=<run dir>`) instead of "
          "ImageNet: what pretraining on ImageNet buys is the lesson of 5.3.",
          seeds=1, after={"data.weights": "cifar10_convnet"}),
+    Spec("imdb_embedding", ["task=imdb_embedding"], ["best:val/acc", "best_epoch:val/acc", "final:val/acc",
+         "final:test/acc"], {"best:val/acc": (">=", 0.74)},
+         "Book 6.1b: a learned Embedding(10000, 8) on the last 20 words of each review, 20,000 / 5,000 "
+         "(`validation_split=0.2`: the last 5,000). The book does not test; the test row is ours."),
+    Spec("imdb_no_glove", ["task=imdb_no_glove"], ["best:val/acc", "final:val/acc", "final:test/acc"], {},
+         "Book 6.1c's comparison model: 200 raw reviews through Keras' Tokenizer (88,582 unique tokens, as "
+         "the book printed), a learned Embedding. (`imdb_glove`, the same with GloVe's vectors frozen in the "
+         "Embedding, needs glove.6B.zip, 822 MB, which cannot be downloaded here.)"),
+    Spec("imdb_simplernn", ["task=imdb_simplernn"], ["best:val/acc", "best_epoch:val/acc", "final:val/acc"],
+         {"best:val/acc": (">=", 0.82)}, "Book 6.2: SimpleRNN(32) on the last 500 words (Keras' equations)."),
+    Spec("imdb_lstm", ["task=imdb_lstm"], ["best:val/acc", "best_epoch:val/acc", "final:val/acc"],
+         {"best:val/acc": (">=", 0.87)}, "Book 6.2: LSTM(32) with Keras 2.0.8's cell (hard-sigmoid gates)."),
+    Spec("imdb_lstm_torch", ["task=imdb_lstm", "model.layers.1.impl=torch"],
+         ["best:val/acc", "best_epoch:val/acc", "final:val/acc"], {"best:val/acc": (">=", 0.87)},
+         "Book 6.2's LSTM with torch's fused `nn.LSTM` (sigmoid gates) instead of Keras' cell."),
+    Spec("imdb_lstm_reversed", ["task=imdb_lstm_reversed"], ["best:val/acc", "best_epoch:val/acc", "final:val/acc"],
+         {"best:val/acc": (">=", 0.85)}, "Book 6.3: the LSTM on reversed reviews (their first 500 words)."),
+    Spec("imdb_bilstm", ["task=imdb_bilstm"], ["best:val/acc", "best_epoch:val/acc", "final:val/acc"],
+         {"best:val/acc": (">=", 0.87)},
+         "Book 6.3: Bidirectional(LSTM(32)), on the reversed reviews as the notebook's cell 52 ran it."),
+    Spec("imdb_conv1d", ["task=imdb_conv1d"], ["best:val/acc", "best_epoch:val/acc", "final:val/acc",
+         "final:val/loss"], {"best:val/acc": (">=", 0.80)},
+         "Book 6.4: a 1D convnet whose last Dense(1) has no sigmoid, its output clipped as Keras' loss does."),
     Spec("multi_output_study", ["+experiment=multi_output_study"],
          ["final:test/sentiment/acc", "final:test/acc", "baseline:sentiment/majority_acc", "baseline:majority_acc",
           "final:test/rating/mae", "final:test/mae", "baseline:rating/mean_target_mae", "baseline:mean_target_mae",
@@ -113,6 +136,14 @@ SPECS = [
 ]  # fmt: skip
 
 BOOK = {  # the notebook's numbers for metrics that are not `final` ones (best epochs, K-fold means)
+    "imdb_embedding": {"best:val/acc": 0.7594, "best_epoch:val/acc": 6},
+    "imdb_glove": {"best:val/acc": 0.5723},
+    "imdb_no_glove": {"best:val/acc": 0.5282},
+    "imdb_simplernn": {"best:val/acc": 0.8460, "best_epoch:val/acc": 4},
+    "imdb_lstm": {"best:val/acc": 0.8928, "best_epoch:val/acc": 8},
+    "imdb_lstm_reversed": {"best:val/acc": 0.8770, "best_epoch:val/acc": 3},
+    "imdb_bilstm": {"best:val/acc": 0.8856, "best_epoch:val/acc": 4},
+    "imdb_conv1d": {"best:val/acc": 0.8382, "best_epoch:val/acc": 6},
     "imdb_dense_curves": {"best:val/loss": 0.2735, "best_epoch:val/loss": 4, "best:val/acc": 0.8908},
     "reuters_bottleneck": {"best:val/acc": 0.711},
     "cats_dogs_scratch": {"best:val/acc": 0.731, "best_epoch:val/acc": 28, "best:val/loss": 0.5508},
