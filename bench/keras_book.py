@@ -32,7 +32,16 @@ def book_5_2_model(keras, models, layers):
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    tasks = ["mnist_dense", "mnist_convnet", "imdb_dense", "boston_fold", "cats_dogs_scratch", "cats_dogs_scratch_flow"]
+    tasks = [
+        "mnist_dense",
+        "mnist_convnet",
+        "imdb_dense",
+        "boston_fold",
+        "cats_dogs_scratch",
+        "cats_dogs_scratch_flow",
+        "imdb_lstm",
+        "imdb_lstm_torch",
+    ]
     parser.add_argument("--task", choices=tasks, required=True)
     parser.add_argument("--arrays", required=True, help="npz exported by keras_compare.py (a directory for _flow)")
     parser.add_argument("--epochs", type=int, default=None)
@@ -118,6 +127,14 @@ def main() -> None:
         model.fit(flows["train"], steps_per_epoch=100, epochs=args.epochs or 30, validation_data=flows["validation"],
                   validation_steps=50, verbose=0, callbacks=[EpochTimes()])  # fmt: skip
         test_loss, test_acc = model.evaluate(flows["test"], steps=50, verbose=0)
+    elif args.task.startswith("imdb_lstm"):  # book 6.2: Embedding(10000, 32) -> LSTM(32) -> Dense(1)
+        input_train, y_train = d["x_train"], d["y_train"].astype("float32")
+        model = models.Sequential([keras.Input((500,)), layers.Embedding(10000, 32), layers.LSTM(32),
+                                   layers.Dense(1, activation="sigmoid")])  # fmt: skip
+        model.compile(optimizer="rmsprop", loss="binary_crossentropy", metrics=["acc"])
+        model.fit(input_train, y_train, epochs=args.epochs or 10, batch_size=128, validation_split=0.2, verbose=0,
+                  callbacks=[EpochTimes()])  # fmt: skip
+        test_loss, test_acc = model.evaluate(d["x_test"], d["y_test"].astype("float32"), batch_size=1024, verbose=0)
     else:  # book 3.7, fold 0 of 4, batch size 1
         train_data, train_targets = d["x_train"], d["y_train"]
         mean, std = train_data.mean(axis=0), train_data.std(axis=0)

@@ -30,7 +30,10 @@ DLWP = {"mnist_dense": ["task=mnist_dense"], "mnist_convnet": ["task=mnist_convn
                         "data.batch_size=1"],
         "cats_dogs_scratch": ["task=cats_dogs_scratch"],
         # the same dlwp run against the book's code verbatim: Keras decodes the JPEGs every epoch
-        "cats_dogs_scratch_flow": ["task=cats_dogs_scratch"]}  # fmt: skip
+        "cats_dogs_scratch_flow": ["task=cats_dogs_scratch"],
+        # book 6.2's LSTM: dlwp's Keras-exact cell, then torch's fused nn.LSTM, against Keras' LSTM
+        "imdb_lstm": ["task=imdb_lstm"],
+        "imdb_lstm_torch": ["task=imdb_lstm", "model.layers.1.impl=torch"]}  # fmt: skip
 
 
 def export(task: str, data_dir: Path, out: Path) -> Path:
@@ -55,6 +58,16 @@ def export(task: str, data_dir: Path, out: Path) -> Path:
             arrays[f"{split}_len"] = (x.numpy() >= 0).sum(1)
             arrays[f"y_{split}"] = y.numpy()
         np.savez(path, **arrays)
+    elif task.startswith("imdb_lstm"):  # the padded sequences dlwp trains on (last 500 words)
+        from dlwp.data.imdb import IMDBDataModule
+
+        imdb = data_dir / "imdb"
+        dm = IMDBDataModule(word_index=str(imdb / "imdb_word_index.json"), reviews=str(imdb / "aclImdb_v1.tar.gz"),
+                            encoding="sequence", maxlen=500)  # fmt: skip
+        dm.setup()
+        np.savez(
+            path, **{f"{k}_{s}": t.numpy() for s in ("train", "test") for k, t in zip("xy", dm.splits[s], strict=True)}
+        )
     elif task == "cats_dogs_scratch":  # the decoded 150x150 uint8 images dlwp caches, as NHWC for Keras
         from dlwp.data.dogs_vs_cats import DogsVsCatsDataModule
 
