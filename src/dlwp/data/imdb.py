@@ -31,6 +31,7 @@ import re
 import tarfile
 import warnings
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
@@ -199,10 +200,9 @@ def prepare_reviews(word_index: Path, reviews: Path, cache_dir: Path | None) -> 
     return data
 
 
-def tokenise_reviews(word_index: Path, reviews: Path) -> dict[str, Reviews]:
-    """Ranks of every labelled review, per split: neg then pos, each by review id; see the module doc."""
-    index = read_word_index(word_index)
-    found: dict[str, list[tuple[bool, int, list[int], int]]] = {s: [] for s in _SPLITS}
+def iter_reviews(reviews: Path) -> Iterator[tuple[str, bool, int, int, list[str]]]:
+    """(split, positive, review id, rating, words) of every labelled review in the aclImdb tar, in
+    the tar's order; words by Keras' `text_to_word_sequence`. A corrupt tar is named."""
     try:
         with tarfile.open(reviews, "r:gz") as tar:
             for member in tar:
@@ -211,12 +211,19 @@ def tokenise_reviews(word_index: Path, reviews: Path) -> dict[str, Reviews]:
                     continue
                 split, sentiment, review_id, rating = match.groups()
                 text = tar.extractfile(member).read().decode("utf-8")
-                words = [r for r in map(index.get, text_to_word_sequence(text)) if r is not None]
-                found[split].append((sentiment == "pos", int(review_id), words, int(rating)))
+                yield split, sentiment == "pos", int(review_id), int(rating), text_to_word_sequence(text)
     except (tarfile.TarError, EOFError, zlib.error, OSError, UnicodeDecodeError) as err:
         raise DataMissingError(
             f"imdb: {reviews} is corrupt or not the aclImdb tarball ({err}). Replace it with a good copy."
         ) from err
+
+
+def tokenise_reviews(word_index: Path, reviews: Path) -> dict[str, Reviews]:
+    """Ranks of every labelled review, per split: neg then pos, each by review id; see the module doc."""
+    index = read_word_index(word_index)
+    found: dict[str, list[tuple[bool, int, list[int], int]]] = {s: [] for s in _SPLITS}
+    for split, positive, review_id, rating, words in iter_reviews(reviews):
+        found[split].append((positive, review_id, [r for r in map(index.get, words) if r is not None], rating))
     out = {}
     for split, docs in found.items():
         docs.sort(key=lambda d: (d[0], d[1]))

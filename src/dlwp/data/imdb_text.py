@@ -20,9 +20,6 @@ and `PREPARATION_VERSION`.
 from __future__ import annotations
 
 import hashlib
-import re
-import tarfile
-import zlib
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +28,11 @@ import torch
 from torch import nn
 
 from dlwp.data.base import InMemoryDataModule, Split, require_file
-from dlwp.data.text import Ragged, pad_sequences, read_npz_cache, sha256_file, text_to_word_sequence, write_npz_cache
-from dlwp.errors import ConfigError, DataMissingError
+from dlwp.data.imdb import iter_reviews
+from dlwp.data.text import Ragged, pad_sequences, read_npz_cache, sha256_file, write_npz_cache
+from dlwp.errors import ConfigError
 
 PREPARATION_VERSION = 1
-_MEMBER = re.compile(r"^(?:\./)?aclImdb/(train|test)/(neg|pos)/(\d+)_(\d+)\.txt$")
 
 
 def read_reviews(reviews: Path) -> tuple[dict[str, tuple[Ragged, np.ndarray]], list[str], np.ndarray]:
@@ -44,18 +41,9 @@ def read_reviews(reviews: Path) -> tuple[dict[str, tuple[Ragged, np.ndarray]], l
     appearance (Keras' counting order: its `word_counts` is an OrderedDict)."""
     vocab: dict[str, int] = {}
     found: dict[str, list[tuple[bool, int, np.ndarray]]] = {"train": [], "test": []}
-    try:
-        with tarfile.open(reviews, "r:gz") as tar:
-            for member in tar:
-                match = _MEMBER.match(member.name)
-                if match is None or not member.isfile():
-                    continue
-                split, sentiment, review_id, _ = match.groups()
-                words = text_to_word_sequence(tar.extractfile(member).read().decode("utf-8"))
-                ids = np.fromiter((vocab.setdefault(w, len(vocab)) for w in words), dtype=np.int32, count=len(words))
-                found[split].append((sentiment == "pos", int(review_id), ids))
-    except (tarfile.TarError, EOFError, zlib.error, OSError, UnicodeDecodeError) as err:
-        raise DataMissingError(f"imdb: {reviews} is corrupt or not the aclImdb tarball ({err}); replace it") from err
+    for split, positive, review_id, _, words in iter_reviews(reviews):
+        ids = np.fromiter((vocab.setdefault(w, len(vocab)) for w in words), dtype=np.int32, count=len(words))
+        found[split].append((positive, review_id, ids))
     out = {}
     for split, docs in found.items():
         docs.sort(key=lambda d: (d[0], d[1]))
