@@ -1,0 +1,94 @@
+"""Jena climate windows (book 6.3): index arithmetic against hand-computed windows, statistics from
+training rows only, the naive baseline, and clear errors."""
+
+from __future__ import annotations
+
+import gzip
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import MIRROR
+from dlwp.data.jena import JenaDataModule
+from dlwp.errors import ConfigError, DataMissingError
+
+HEADER = '"Date Time","p (mbar)","T (degC)","rh (%)"'
+
+
+def write_series(path, rows: int, empty_rh_at: int | None = None):
+    """A Jena-format csv: p = row, T = 10 * row, rh = -row (so every value names its row)."""
+    lines = [HEADER]
+    for r in range(rows):
+        rh = "" if r == empty_rh_at else f"{-r:.2f}"
+        lines.append(f"01.01.2009 00:{r % 60:02d}:00,{r:.2f},{10 * r:.2f},{rh}")
+    path.write_bytes(gzip.compress("\n".join(lines).encode()))
+    return path
+
+
+def module(path, **kwargs) -> JenaDataModule:
+    options = {"lookback": 6, "step": 2, "delay": 3, "train_rows": [0, 40], "val_rows": [30, 60],
+               "test_rows": [50, 80], "batch_size": 4, "eval_batch_size": 4} | kwargs  # fmt: skip
+    dm = JenaDataModule(path=str(path), **options)
+    dm.setup("fit")
+    return dm
+
+
+def test_windows_and_targets_are_the_books_index_arithmetic(tmp_path):
+    dm = module(write_series(tmp_path / "j.csv.gz", 80))
+    ends, _ = dm.splits["train"]
+    # the book's rows: i in [min_index + lookback, max_index) with max_index = stop - delay
+    assert ends[0] == 6 and ends[-1] == 36 and len(ends) == 31
+    x, y = dm.batch_transform((ends[[0, -1]], dm.splits["train"][1][[0, -1]]))
+    raw = x * torch.tensor(dm.std, dtype=torch.float32) + torch.tensor(dm.mean, dtype=torch.float32)
+    # samples = data[i - lookback : i : step]: rows 0, 2, 4 for i = 6; the target is T at i + delay
+    assert torch.allclose(raw[0, :, 0], torch.tensor([0.0, 2.0, 4.0]), atol=1e-4)
+    assert torch.allclose(raw[1, :, 0], torch.tensor([30.0, 32.0, 34.0]), atol=1e-4)
+    target_t = y * float(dm.std[1]) + float(dm.mean[1])
+    assert torch.allclose(target_t, torch.tensor([90.0, 390.0]), atol=1e-3)
+    val, test = dm.splits["val"][0], dm.splits["test"][0]
+    assert (val[0], val[-1], test[0], test[-1]) == (36, 56, 56, 76)
+    # statistics from the rows training windows read (0 .. 36), not from validation or test rows
+    assert dm.mean[0] == pytest.approx(np.arange(37).mean()) and dm.std[0] == pytest.approx(np.arange(37).std())
+
+
+def test_the_naive_baseline_is_the_last_temperature_of_each_window(tmp_path):
+    dm = module(write_series(tmp_path / "j.csv.gz", 80))
+    ends = dm.splits["val"][0].numpy()
+    # T = 10 * row: the last sample of a window is row i - step, the target row i + delay
+    expected = np.abs(10.0 * (ends - 2) - 10.0 * (ends + 3)).mean() / dm.std[1]
+    assert dm.baselines()["naive_val_mae"] == pytest.approx(expected, rel=1e-5)
+    assert dm.baselines()["naive_val_mae_degC"] == pytest.approx(50.0, rel=1e-5)
+    dm = module(write_series(tmp_path / "k.csv.gz", 80), batches_per_call=1)
+    served = torch.cat([targets for _, targets in dm.train_dataloader()])
+    stored = dm.splits["train"][1]
+    assert not torch.equal(served, stored[: len(served)]), "training windows come shuffled"
+    assert set(served.tolist()) <= set(stored.tolist())
+    assert torch.equal(torch.cat([t for _, t in dm.val_dataloader()]), dm.splits["val"][1]), "validation in order"
+
+
+def test_settings_that_cannot_work_are_named(tmp_path):
+    path = write_series(tmp_path / "j.csv.gz", 80, empty_rh_at=45)
+    with pytest.raises(DataMissingError, match=r"column 'rh \(%\)' is empty in 1 used rows .* nothing is imputed"):
+        module(path)
+    module(path, columns=["p (mbar)", "T (degC)"])  # without the empty column it loads
+    with pytest.raises(ConfigError, match=r"too short for data.lookback=30"):
+        module(path, columns=["p (mbar)", "T (degC)"], lookback=30)
+    with pytest.raises(ConfigError, match=r"\['wind'\] not in j.csv.gz"):
+        module(path, columns=["T (degC)", "wind"])
+    with pytest.raises(ConfigError, match="a step that divides it"):
+        module(path, lookback=7, step=2)
+
+
+def test_the_mirrors_partial_copy_loads_with_its_present_columns():
+    path = MIRROR / "jena_climate" / "jena_climate_2009-01-01_2009-05-19_partial.csv.gz"
+    if not path.is_file():
+        pytest.skip("the data mirror's partial Jena copy is absent")
+    dm = JenaDataModule(path=str(path), variant="partial", batch_size=128, eval_batch_size=128)
+    dm.setup("fit")
+    assert dm.sizes() == {"train": 6417, "val": 2416, "test": 2417}
+    x, _ = dm.example_batch()
+    assert x.shape == (2, 240, 7) and torch.isfinite(x).all()
+    assert dm.baselines()["naive_val_mae"] == pytest.approx(0.7277, abs=1e-3)
+    with pytest.raises(DataMissingError, match=r"column 'Tpot \(K\)' is empty"):
+        JenaDataModule(path=str(path), variant="partial", columns=["T (degC)", "Tpot (K)"]).setup("fit")
