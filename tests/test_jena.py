@@ -92,3 +92,38 @@ def test_the_mirrors_partial_copy_loads_with_its_present_columns():
     assert dm.baselines()["naive_val_mae"] == pytest.approx(0.7277, abs=1e-3)
     with pytest.raises(DataMissingError, match=r"column 'Tpot \(K\)' is empty"):
         JenaDataModule(path=str(path), variant="partial", columns=["T (degC)", "Tpot (K)"]).setup("fit")
+
+
+# -- the tasks --------------------------------------------------------------------------------------
+
+
+def sine_series(path, rows: int = 3000):
+    """Pressure a slow sine, temperature a faster one plus noise: its value a day ahead follows from
+    the window (a learnable signal), while the last value of the window (the naive forecast) is off."""
+    rng = np.random.default_rng(0)
+    t = np.arange(rows)
+    temperature = 10 * np.sin(2 * np.pi * t / 40) + rng.normal(0, 0.3, rows)
+    lines = [HEADER]
+    lines += [f"01.01.2009 00:00:00,{1000 + np.sin(t_ / 300):.4f},{temperature[t_]:.4f},{50 + t_ % 7:.2f}" for t_ in t]
+    path.write_text("\n".join(lines))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("task", "extra"),
+    [("jena_dense", ["trainer.max_epochs=4"]), ("jena_gru", ["model.layers.0.units=16", "trainer.max_epochs=2"])],
+    ids=["dense", "gru-keras"],
+)
+def test_a_series_with_a_learnable_future_is_learned_beyond_the_naive_forecast(task, extra, tmp_path):
+    from conftest import dlwp, record, run_dirs
+
+    path = sine_series(tmp_path / "sine.csv")
+    dlwp("train", f"task={task}", f"data.path={path}", "data.columns=['p (mbar)','T (degC)','rh (%)']",
+         "data.lookback=48", "data.step=2", "data.delay=10", "data.train_rows=[0,2000]", "data.val_rows=[2000,2500]",
+         "data.test_rows=[2500,3000]", "data.val_batches=null", "data.steps_per_epoch=40", "data.batch_size=32",
+         "task.optimizer.lr=3e-3", *extra, runs=tmp_path)  # fmt: skip
+    (run_dir,) = run_dirs(tmp_path, task)
+    rec = record(run_dir)
+    naive = rec["baselines"]["naive_val_mae"]
+    assert naive > 0.5, "the naive forecast is poor on this series"
+    assert rec["metrics"]["best"]["val/mae"]["value"] < 0.5 * naive, (rec["metrics"]["best"], naive)

@@ -117,3 +117,6 @@ def register_resolvers() -> None:
     if not OmegaConf.has_resolver("dlwp_run_dir"):
         OmegaConf.register_new_resolver("dlwp_run_dir", run_dir_resolver)
         OmegaConf.register_new_resolver("dlwp_root", lambda: str(project_root()))
+    if not OmegaConf.has_resolver("dlwp_len"):  # sizes that follow from other settings (book 6.3's windows)
+        OmegaConf.register_new_resolver("dlwp_len", lambda items: len(items))
+        OmegaConf.register_new_resolver("dlwp_div", lambda a, b: int(a) // int(b))

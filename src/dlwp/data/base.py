@@ -251,13 +251,19 @@ class InMemoryDataModule(BookDataModule):
         device_resident: on a GPU run, copy the splits into the accelerator's memory once, so that
             batches are sliced there (no host-to-device copy per step; the book's datasets fit
             easily). The order of samples is the same as on the CPU. No effect on CPU runs.
+        steps_per_epoch: Keras' `fit_generator(steps_per_epoch=...)`: training batches per epoch,
+            drawn from successive shuffles (book 6.3: 500 batches of windows); null: one pass.
         **kwargs: see `BookDataModule`.
     """
 
-    def __init__(self, batches_per_call: int = 8, device_resident: bool = True, **kwargs) -> None:
+    def __init__(self, batches_per_call: int = 8, device_resident: bool = True, steps_per_epoch: int | None = None,
+                 **kwargs) -> None:  # fmt: skip
         super().__init__(**kwargs)
         if batches_per_call < 1:
             raise ConfigError(f"data.batches_per_call must be >= 1, got {batches_per_call}")
+        if steps_per_epoch is not None and steps_per_epoch < 1:
+            raise ConfigError(f"data.steps_per_epoch must be >= 1 (or null), got {steps_per_epoch}")
+        self.steps_per_epoch = steps_per_epoch
         self.batches_per_call = batches_per_call
         self.device_resident = device_resident
         self._resident: dict[tuple[str, str], Split] = {}
@@ -299,8 +305,10 @@ class InMemoryDataModule(BookDataModule):
         batches as one process would and evaluate every sample exactly once."""
         batch_size = self.global_batch_size(split, train)
         rank, world_size = self.ranks()
-        return TensorBatches(self._tensors(split), batch_size, train, self.seed, self.batch_transform,
-                             rank=rank, world_size=world_size, short_last="drop" if train else "merge")  # fmt: skip
+        samples = self.steps_per_epoch * batch_size if train and self.steps_per_epoch else None
+        return TensorBatches(self._tensors(split), batch_size, train, self.seed, self.batch_transform, rank=rank,
+                             world_size=world_size, short_last="drop" if train else "merge",
+                             samples_per_epoch=samples)  # fmt: skip
 
     def train_dataloader(self) -> TensorBatches | GroupedBatches:
         batches = self._loader("train", train=True)

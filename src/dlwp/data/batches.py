@@ -154,6 +154,7 @@ class TensorBatches:
 
     `rank` / `world_size`: this process's part of each global batch of `batch_size` samples (see
     the module docstring); `short_last` says what a last batch smaller than `world_size` becomes.
+    `samples_per_epoch`: Keras' `steps_per_epoch` x batch size, drawn from successive permutations.
     With `world_size=1` the batches are exactly the single-process ones.
     """
 
@@ -168,6 +169,7 @@ class TensorBatches:
         rank: int = 0,
         world_size: int = 1,
         short_last: Literal["drop", "merge"] = "drop",
+        samples_per_epoch: int | None = None,
     ) -> None:
         inputs, targets = split
         n = tree.length(inputs)
@@ -175,7 +177,8 @@ class TensorBatches:
             raise ValueError(f"inputs and targets differ in length: {n} and {tree.length(targets)}")
         self.split = (inputs, targets)
         self.transform = transform
-        self.plan = BatchPlan(n, batch_size, shuffle, seed, rank=rank, world_size=world_size, short_last=short_last)
+        self.plan = BatchPlan(n, batch_size, shuffle, seed, rank=rank, world_size=world_size, short_last=short_last,
+                              samples_per_epoch=samples_per_epoch)  # fmt: skip
         self.sampler = self.plan.order  # Lightning calls sampler.set_epoch(epoch)
         self.batch_sampler = None  # Lightning inspects DataLoader-like attributes
 
