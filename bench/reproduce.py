@@ -196,6 +196,10 @@ def jobs(sweep: Path) -> list[Path]:
     return sorted((p.parent for p in sweep.glob("*/run.json")), key=lambda p: int(p.name) if p.name.isdigit() else 0)
 
 
+def completed_jobs(sweep: Path) -> list[Path]:
+    return [job for job in jobs(sweep) if json.loads((job / "run.json").read_text()).get("status") == "completed"]
+
+
 def latest_run(runs: Path, spec_name: str) -> Path:
     """Seed 0's run directory in the latest sweep of a spec (what a chained spec starts from)."""
     sweeps = sorted((runs / spec_name / "multirun").glob("*"))
@@ -327,10 +331,10 @@ def main() -> int:
     for spec in specs:
         if args.summarize is None:
             run_spec(spec, min(args.seeds, spec.seeds or args.seeds), runs, args.data_dir.resolve())
-        sweeps = sorted((runs / spec.name / "multirun").glob("*"))
-        if sweeps:
-            seeds = sorted({json.loads((j / "run.json").read_text()).get("seed") for j in jobs(sweeps[-1])})
-            sections.append(section(spec, sweeps[-1], ",".join(map(str, seeds))))
+        finished = [sweep for sweep in sorted((runs / spec.name / "multirun").glob("*")) if completed_jobs(sweep)]
+        if finished:  # the latest sweep with a finished job: one still running is reported when it ends
+            seeds = sorted({json.loads((j / "run.json").read_text()).get("seed") for j in completed_jobs(finished[-1])})
+            sections.append(section(spec, finished[-1], ",".join(map(str, seeds))))
     import platform
 
     import torch
