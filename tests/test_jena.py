@@ -110,11 +110,22 @@ def sine_series(path, rows: int = 3000):
 
 
 @pytest.mark.parametrize(
-    ("task", "extra"),
-    [("jena_dense", ["trainer.max_epochs=4"]), ("jena_gru", ["model.layers.0.units=16", "trainer.max_epochs=2"])],
-    ids=["dense", "gru-keras"],
+    ("task", "below", "extra"),
+    [
+        ("jena_dense", 0.5, ["trainer.max_epochs=4"]),
+        ("jena_gru", 0.5, ["model.layers.0.units=16", "trainer.max_epochs=2"]),
+        ("jena_gru_dropout", 0.5, ["trainer.max_epochs=2"]),
+        ("jena_gru_stacked", 0.5, ["trainer.max_epochs=2"]),
+        ("jena_gru_reversed", 0.5, ["trainer.max_epochs=2"]),
+        ("jena_bigru", 0.5, ["trainer.max_epochs=2"]),
+        # global max pooling keeps what the filters saw but not where: the phase of the series is
+        # mostly lost (the book's point about 6.4's convnet), so it only beats the naive forecast
+        ("jena_conv1d", 0.8, ["trainer.max_epochs=4", "data.lookback=240"]),
+        ("jena_conv_gru", 0.5, ["trainer.max_epochs=2"]),
+    ],
+    ids=["dense", "gru", "gru-dropout", "gru-stacked", "gru-reversed", "bigru", "conv1d", "conv-gru"],
 )
-def test_a_series_with_a_learnable_future_is_learned_beyond_the_naive_forecast(task, extra, tmp_path):
+def test_a_series_with_a_learnable_future_is_learned_beyond_the_naive_forecast(task, below, extra, tmp_path):
     from conftest import dlwp, record, run_dirs
 
     path = sine_series(tmp_path / "sine.csv")
@@ -126,4 +137,4 @@ def test_a_series_with_a_learnable_future_is_learned_beyond_the_naive_forecast(t
     rec = record(run_dir)
     naive = rec["baselines"]["naive_val_mae"]
     assert naive > 0.5, "the naive forecast is poor on this series"
-    assert rec["metrics"]["best"]["val/mae"]["value"] < 0.5 * naive, (rec["metrics"]["best"], naive)
+    assert rec["metrics"]["best"]["val/mae"]["value"] < below * naive, (rec["metrics"]["best"], naive)
