@@ -41,7 +41,9 @@ def test_every_task_composes_validates_and_builds(task, tmp_path):
     assert cfg.task.name == task, "a task's `name` must match its file name (runs are filed under it)"
     assert cfg.task.section and cfg.task.title and cfg.task.dataset
     datamodule, module = build(cfg)  # the real data module, nn.Module and LightningModule; no data is read
-    assert isinstance(module, BookTask) and sum(p.numel() for p in module.network.parameters()) > 0
+    assert isinstance(module, BookTask)
+    # a network with nothing to learn is only evaluated (jena_naive): trainer.max_epochs=0 says so
+    assert (sum(p.numel() for p in module.network.parameters()) > 0) == (cfg.trainer.max_epochs > 0)
     assert cfg.task.monitor in module.metric_names()
     assert datamodule.batch_size == cfg.data.batch_size
 

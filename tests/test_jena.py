@@ -138,3 +138,26 @@ def test_a_series_with_a_learnable_future_is_learned_beyond_the_naive_forecast(t
     naive = rec["baselines"]["naive_val_mae"]
     assert naive > 0.5, "the naive forecast is poor on this series"
     assert rec["metrics"]["best"]["val/mae"]["value"] < below * naive, (rec["metrics"]["best"], naive)
+
+
+def test_jena_naive_is_evaluated_not_trained_and_equals_the_baseline(tmp_path):
+    """`jena_naive` (trainer.max_epochs=0): the network with nothing to learn, run through the same
+    validation code as the models; its val MAE is the hand-computed naive baseline."""
+    from conftest import dlwp, record, run_dirs
+
+    path = sine_series(tmp_path / "sine.csv")
+    data = [f"data.path={path}", "data.columns=['p (mbar)','T (degC)','rh (%)']", "data.lookback=48", "data.step=2",
+            "data.delay=10", "data.train_rows=[0,2000]", "data.val_rows=[2000,2500]", "data.test_rows=[2500,3000]",
+            "data.val_batches=null"]  # fmt: skip
+    dlwp("train", "task=jena_naive", *data, runs=tmp_path)
+    (run_dir,) = run_dirs(tmp_path, "jena_naive")
+    rec = record(run_dir)
+    assert rec["status"] == "completed"
+    assert rec["metrics"]["final"]["val/mae"] == pytest.approx(rec["baselines"]["naive_val_mae"], rel=1e-5)
+    assert "test/mae" in rec["metrics"]["final"] and not rec.get("checkpoints")
+    assert (run_dir / "metrics.csv").read_text().splitlines()[1].startswith("0,")
+    # the temperature column is checked; a network with nothing to learn is not "trained"
+    out = dlwp("train", "task=jena_naive", *data, "model.layers.0.feature=0", runs=tmp_path, check=False)
+    assert out.returncode != 0 and "'T (degC)' is feature 1 of data.columns: set its feature to 1" in out.stderr
+    out = dlwp("train", "task=jena_naive", *data, "trainer.max_epochs=1", runs=tmp_path, check=False)
+    assert out.returncode != 0 and "no trainable parameters; set trainer.max_epochs=0" in out.stderr

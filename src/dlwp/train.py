@@ -91,6 +91,20 @@ def join_workers(trainer, timeout: float = 120) -> None:
             proc.wait()
 
 
+def evaluate_untrained(trainer, module, datamodule, history) -> None:
+    """`trainer.max_epochs=0`: the network as built, on the validation split, as one history row
+    ("epoch 0"), so that its record and report read like a trained run's."""
+    from dlwp.callbacks.history import write_metrics_csv
+
+    if "val" not in datamodule.splits:
+        return
+    validated = trainer.validate(module, datamodule=datamodule, verbose=False)
+    row = {"epoch": 0} | {k: round(float(v), 7) for k, v in sorted(validated[0].items()) if k.startswith("val/")}
+    history.rows = [row]
+    if trainer.is_global_zero:
+        write_metrics_csv(history.path, history.rows)
+
+
 def quiet_lightning() -> None:
     """Route Lightning's log through the run's handlers (console: warnings; train.log: all)."""
     import logging
@@ -147,6 +161,7 @@ def train(cfg: DictConfig, run_dir: Path | None = None) -> dict[str, Any]:
             record.update(augmentation_figure=figure.name)
         record.update(baselines=run_baselines(module, datamodule))
         _check_monitor(cfg, datamodule, module)
+        _check_trainable(cfg, module)
         ckpt_path = None
         if cfg.ckpt_path is not None:
             if cfg.init_from is not None:
@@ -181,7 +196,10 @@ def train(cfg: DictConfig, run_dir: Path | None = None) -> dict[str, Any]:
             "world_size": trainer.world_size,
         }
         record.update(device=device_info(trainer.strategy.root_device.type) | distribution)
-        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+        if cfg.trainer.max_epochs == 0:
+            evaluate_untrained(trainer, module, datamodule, history)
+        else:
+            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
         final = dict(history.rows[-1]) if history.rows else {}
         if cfg.test and "test" not in datamodule.splits:
             print(f"dlwp: {cfg.task.name}: this dataset has no test split; nothing tested", file=sys.stderr)
@@ -319,6 +337,18 @@ def _check_monitor(cfg: DictConfig, datamodule, module) -> None:
         )
     if stage == "test":
         raise ConfigError(f"task.monitor={monitor}: the best checkpoint cannot be chosen on the test split")
+
+
+def _check_trainable(cfg: DictConfig, module) -> None:
+    if cfg.trainer.max_epochs < 0:
+        raise ConfigError(f"trainer.max_epochs={cfg.trainer.max_epochs}: give a number of epochs, or 0 to evaluate "
+                          "the network without training it")  # fmt: skip
+    if cfg.trainer.max_epochs > 0 and not any(p.requires_grad for p in module.parameters()):
+        raise ConfigError(f"task {cfg.task.name}: the network has no trainable parameters; set trainer.max_epochs=0 "
+                          "to evaluate it as it is, or unfreeze a layer")  # fmt: skip
+    if cfg.trainer.max_epochs == 0 and cfg.ckpt_path is not None:
+        raise ConfigError("trainer.max_epochs=0 evaluates a network without training: it resumes nothing "
+                          "(ckpt_path); to evaluate a trained run use `dlwp evaluate`")  # fmt: skip
 
 
 def _checkpoint_files(run_dir: Path) -> dict[str, str]:

@@ -134,6 +134,8 @@ class TrainerConfig:
     """The subset of `lightning.Trainer` arguments a run may set (typos fail at start-up)."""
 
     max_epochs: int = 1
+    """0: evaluate the network as built (validation, then test) without training it, as for a
+    network with no parameters (`jena_naive`, book 6.3's common-sense baseline)."""
     max_steps: int = -1
     """Stop after this many optimiser steps (-1: no limit; a GAN counts both of its steps)."""
     channels_last: bool = False

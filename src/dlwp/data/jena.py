@@ -21,6 +21,7 @@ import gzip
 import io
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -166,6 +167,17 @@ class JenaDataModule(InMemoryDataModule):
         if key not in self._arrays:
             self._arrays[key] = self._arrays["cpu"].to(device)
         return self._arrays[key]
+
+    def init_network(self, network: torch.nn.Module) -> dict[str, Any] | None:
+        """A naive forecast (`last_step`) must read the temperature column of these columns."""
+        from dlwp.model.sequence import LastStep
+
+        for layer in network.modules():
+            if isinstance(layer, LastStep) and layer.feature != self.target_index:
+                index = self.target_index
+                raise ConfigError(f"the last_step layer reads feature {layer.feature}, but {TARGET!r} is feature "
+                                  f"{index} of data.columns: set its feature to {index}")  # fmt: skip
+        return None
 
     def baselines(self) -> dict[str, float]:
         """The book's common-sense baseline: tomorrow's temperature = the window's last one

@@ -10,8 +10,9 @@ to the next, so only what Keras' call would say is written:
 
 Layers work on `[batch, time, features]` as Keras' do. Types: embedding, flatten, dense, dropout,
 conv1d, maxpool1d, globalmaxpool1d, simplernn, lstm, gru, bidirectional (`layer: {type: lstm, ...}`)
-and probability (book 6.4's `Dense(1)` with no sigmoid: its output *is* the probability, clipped
-as Keras' loss clips it). An unknown type or argument fails at start-up with the valid ones.
+probability (book 6.4's `Dense(1)` with no sigmoid: its output *is* the probability, clipped
+as Keras' loss clips it) and last_step (book 6.3's common-sense forecast: one feature of the
+last time step, nothing learned). An unknown type or argument fails at start-up with the valid ones.
 """
 
 from __future__ import annotations
@@ -85,6 +86,19 @@ class ProbabilityAsLogit(nn.Module):
         return torch.log(p) - torch.log1p(-p)
 
 
+class LastStep(nn.Module):
+    """`x[:, -1, feature:feature + 1]`: book 6.3's naive forecast (tomorrow = the last hour seen),
+    as a network with no parameters, so it is evaluated by the same code as the models it is the
+    baseline of (`jena_naive`, `trainer.max_epochs=0`)."""
+
+    def __init__(self, feature: int) -> None:
+        super().__init__()
+        self.feature = feature
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, -1, self.feature : self.feature + 1]
+
+
 # -- builders: (shape in, Keras arguments) -> (module, shape out) ---------------------------------
 
 
@@ -119,6 +133,13 @@ def _maxpool1d(shape: Shape, pool_size: int) -> tuple[nn.Module, Shape]:
 def _globalmaxpool1d(shape: Shape) -> tuple[nn.Module, Shape]:
     _needs_time(shape, "globalmaxpool1d")
     return GlobalMaxPool1d(), (shape[1],)
+
+
+def _last_step(shape: Shape, feature: int) -> tuple[nn.Module, Shape]:
+    _needs_time(shape, "last_step")
+    if not 0 <= feature < shape[1]:
+        raise ConfigError(f"last_step: feature={feature} is not one of the {shape[1]} input features")
+    return LastStep(feature), (1,)
 
 
 def _recurrent(kind: str) -> Callable[..., tuple[nn.Module, Shape]]:
@@ -158,6 +179,7 @@ LAYERS: dict[str, Callable[..., tuple[nn.Module, Shape]]] = {
     "gru": _recurrent("gru"),
     "bidirectional": _bidirectional,
     "probability": _probability,
+    "last_step": _last_step,
 }
 
 
