@@ -59,6 +59,7 @@ def test_the_naive_baseline_is_the_last_temperature_of_each_window(tmp_path):
     expected = np.abs(10.0 * (ends - 2) - 10.0 * (ends + 3)).mean() / dm.std[1]
     assert dm.baselines()["naive_val_mae"] == pytest.approx(expected, rel=1e-5)
     assert dm.baselines()["naive_val_mae_degC"] == pytest.approx(50.0, rel=1e-5)
+    assert dm.baselines()["naive_train_mae"] * dm.std[1] == pytest.approx(50.0, rel=1e-5)  # what training must beat
     dm = module(write_series(tmp_path / "k.csv.gz", 80), batches_per_call=1)
     served = torch.cat([targets for _, targets in dm.train_dataloader()])
     stored = dm.splits["train"][1]
