@@ -41,6 +41,8 @@ def main() -> None:
         "cats_dogs_scratch_flow",
         "imdb_lstm",
         "imdb_lstm_torch",
+        "jena_gru",
+        "jena_gru_torch",
     ]
     parser.add_argument("--task", choices=tasks, required=True)
     parser.add_argument("--arrays", required=True, help="npz exported by keras_compare.py (a directory for _flow)")
@@ -135,6 +137,41 @@ def main() -> None:
         model.fit(input_train, y_train, epochs=args.epochs or 10, batch_size=128, validation_split=0.2, verbose=0,
                   callbacks=[EpochTimes()])  # fmt: skip
         test_loss, test_acc = model.evaluate(d["x_test"], d["y_test"].astype("float32"), batch_size=1024, verbose=0)
+    elif args.task.startswith("jena_gru"):  # book 6.3: GRU(32) -> Dense(1), the book's generator verbatim
+        float_data = d["float_data"]  # normalised with the training rows' statistics, as dlwp's
+        lookback, step, delay, batch_size = (int(d[k]) for k in ("lookback", "step", "delay", "batch_size"))
+
+        def generator(data, lookback, delay, min_index, max_index, shuffle=False, batch_size=128, step=6):
+            if max_index is None:
+                max_index = len(data) - delay - 1
+            i = min_index + lookback
+            while 1:
+                if shuffle:
+                    rows = np.random.randint(min_index + lookback, max_index, size=batch_size)
+                else:
+                    if i + batch_size >= max_index:
+                        i = min_index + lookback
+                    rows = np.arange(i, min(i + batch_size, max_index))
+                    i += len(rows)
+                samples = np.zeros((len(rows), lookback // step, data.shape[-1]))
+                targets = np.zeros((len(rows),))
+                for j, _row in enumerate(rows):
+                    indices = range(rows[j] - lookback, rows[j], step)
+                    samples[j] = data[indices]
+                    targets[j] = data[rows[j] + delay][1]
+                yield samples, targets
+
+        (t0, t1), (v0, v1) = d["train_rows"], d["val_rows"]  # dlwp's [start, stop): max_index = stop - delay
+        train_gen = generator(float_data, lookback, delay, t0, t1 - delay, shuffle=True, step=step,
+                              batch_size=batch_size)  # fmt: skip
+        val_gen = generator(float_data, lookback, delay, v0, v1 - delay, step=step, batch_size=batch_size)
+        val_steps = (v1 - delay - v0 - lookback) // batch_size
+        model = models.Sequential([keras.Input((None, float_data.shape[-1])), layers.GRU(32), layers.Dense(1)])
+        model.compile(optimizer=keras.optimizers.RMSprop(), loss="mae")
+        history = model.fit(train_gen, steps_per_epoch=int(d["steps_per_epoch"]), epochs=args.epochs or 20,
+                            validation_data=val_gen, validation_steps=val_steps, verbose=0,
+                            callbacks=[EpochTimes()])  # fmt: skip
+        test_loss = test_acc = history.history["val_loss"][-1]  # the book never evaluated on test
     else:  # book 3.7, fold 0 of 4, batch size 1
         train_data, train_targets = d["x_train"], d["y_train"]
         mean, std = train_data.mean(axis=0), train_data.std(axis=0)

@@ -33,7 +33,11 @@ DLWP = {"mnist_dense": ["task=mnist_dense"], "mnist_convnet": ["task=mnist_convn
         "cats_dogs_scratch_flow": ["task=cats_dogs_scratch"],
         # book 6.2's LSTM: dlwp's Keras-exact cell, then torch's fused nn.LSTM, against Keras' LSTM
         "imdb_lstm": ["task=imdb_lstm"],
-        "imdb_lstm_torch": ["task=imdb_lstm", "model.layers.1.impl=torch"]}  # fmt: skip
+        "imdb_lstm_torch": ["task=imdb_lstm", "model.layers.1.impl=torch"],
+        # book 6.3's GRU on the partial Jena copy, 500 steps x 128 per epoch as the book's fit_generator
+        "jena_gru": ["task=jena_gru", "data=jena_partial", "data.steps_per_epoch=500"],
+        "jena_gru_torch": ["task=jena_gru", "data=jena_partial", "data.steps_per_epoch=500",
+                           "model.layers.0.impl=torch"]}  # fmt: skip
 
 
 def export(task: str, data_dir: Path, out: Path) -> Path:
@@ -68,6 +72,15 @@ def export(task: str, data_dir: Path, out: Path) -> Path:
         np.savez(
             path, **{f"{k}_{s}": t.numpy() for s in ("train", "test") for k, t in zip("xy", dm.splits[s], strict=True)}
         )
+    elif task.startswith("jena_gru"):  # dlwp's normalised array and split rows; Keras runs the book's generator
+        from dlwp.data.jena import JenaDataModule
+
+        dm = JenaDataModule(path=str(data_dir / "jena_climate/jena_climate_2009-01-01_2009-05-19_partial.csv.gz"),
+                            variant="partial")  # fmt: skip
+        dm.setup("fit")
+        bounds = dm._bounds(len(dm._arrays["cpu"]))
+        np.savez(path, float_data=dm._arrays["cpu"].numpy(), lookback=dm.lookback, step=dm.step, delay=dm.delay,
+                 batch_size=128, steps_per_epoch=500, train_rows=bounds["train"], val_rows=bounds["val"])  # fmt: skip
     elif task == "cats_dogs_scratch":  # the decoded 150x150 uint8 images dlwp caches, as NHWC for Keras
         from dlwp.data.dogs_vs_cats import DogsVsCatsDataModule
 
@@ -152,6 +165,8 @@ def main() -> int:
                       f"metric {metric:.4f}", flush=True)  # fmt: skip
         k, d = statistics.median(k_times), statistics.median(d_times)
         name = "val MAE (fold 0)" if task == "boston_fold" else "test acc"
+        if task.startswith("jena"):
+            name = f"val MAE after {args.epochs} epochs"
         if task.startswith("cats_dogs_scratch"):
             name = f"test acc after {args.epochs} epochs"
         rows.append((task, k, d, statistics.mean(k_metric), statistics.mean(d_metric), name, max(k_rss), max(d_rss)))

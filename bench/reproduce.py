@@ -247,9 +247,9 @@ def latest_run(runs: Path, spec_name: str) -> Path:
     return jobs(sweeps[-1])[0]
 
 
-def run_spec(spec: Spec, seeds: int, runs: Path, data_dir: Path) -> Path:
+def run_spec(spec: Spec, seeds: range, runs: Path, data_dir: Path) -> Path:
     chained = [f"{key}={latest_run(runs, name)}" for key, name in spec.after.items()]
-    cmd = ["dlwp", "train", "-m", *spec.args, *chained, f"seed={','.join(map(str, range(seeds)))}",
+    cmd = ["dlwp", "train", "-m", *spec.args, *chained, f"seed={','.join(map(str, seeds))}",
            f"paths.data_dir={data_dir}", f"paths.runs_dir={runs / spec.name}",
            "trainer.enable_progress_bar=false", "require_pinned_data=true"]  # fmt: skip
     print("$", " ".join(cmd), flush=True)
@@ -257,6 +257,8 @@ def run_spec(spec: Spec, seeds: int, runs: Path, data_dir: Path) -> Path:
     subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     print(f"  done in {time.time() - t0:.0f} s", flush=True)
     (sweep,) = sorted((runs / spec.name / "multirun").iterdir())[-1:]
+    if len(completed_jobs(sweep)) != len(seeds):  # say so: the summary would otherwise pool fewer seeds quietly
+        print(f"  WARNING: {len(completed_jobs(sweep))} of {len(seeds)} jobs completed in {sweep}", flush=True)
     return sweep
 
 
@@ -274,8 +276,29 @@ def fmt(values: list[float], key: str) -> str:
     return out
 
 
-def section(spec: Spec, sweep: Path, seeds_arg: str) -> list[str]:
-    records = {job: json.loads((job / "run.json").read_text()) for job in jobs(sweep)}
+def same_settings(record: dict) -> tuple[str, ...]:
+    """A run's overrides without its seed: runs of one spec that may be pooled over seeds."""
+    return tuple(sorted(o for o in record.get("overrides", []) if not o.startswith("seed=")))
+
+
+def pooled_jobs(sweeps: list[Path]) -> list[Path]:
+    """Per seed, the latest completed job among the sweeps whose jobs ran the latest sweep's
+    settings (so that seeds 1, 2 run after seed 0, or a seed re-run, are reported together)."""
+    if not sweeps:
+        return []
+    latest = completed_jobs(sweeps[-1]) or jobs(sweeps[-1])
+    settings = same_settings(json.loads((latest[0] / "run.json").read_text()))
+    by_seed: dict[int, Path] = {}
+    for sweep in sweeps:  # oldest first: a later run of a seed replaces an earlier one
+        for job in completed_jobs(sweep):
+            rec = json.loads((job / "run.json").read_text())
+            if same_settings(rec) == settings:
+                by_seed[rec.get("seed")] = job
+    return [by_seed[seed] for seed in sorted(by_seed)] or latest
+
+
+def section(spec: Spec, job_dirs: list[Path], seeds_arg: str) -> list[str]:
+    records = {job: json.loads((job / "run.json").read_text()) for job in job_dirs}
     for job, rec in records.items():
         rec["first_epoch"] = first_epoch(job)
     by_task: dict[str, list[tuple[Path, dict]]] = {}
@@ -286,8 +309,9 @@ def section(spec: Spec, sweep: Path, seeds_arg: str) -> list[str]:
         lines += [spec.note, ""]
     chained = "".join(f" {key}=<the {name} run>" for key, name in spec.after.items())
     seeds_cmd = f"dlwp train -m {' '.join(spec.args)}{chained} seed={seeds_arg} require_pinned_data=true"
-    where = sweep.relative_to(ROOT) if sweep.is_relative_to(ROOT) else sweep
-    lines += [f"Command: `{seeds_cmd}` (run records, kept locally: `{where}`)", ""]
+    sweeps = sorted({job.parent for job in job_dirs})
+    where = ", ".join(f"`{s.relative_to(ROOT) if s.is_relative_to(ROOT) else s}`" for s in sweeps)
+    lines += [f"Command: `{seeds_cmd}` (run records, kept locally: {where})", ""]
     lines += ["| task | metric | book | ours (mean ± std over seeds) | n | target | wall time per run |",
               "|---|---|---|---|---|---|---|"]  # fmt: skip
     verdicts = []
@@ -362,6 +386,9 @@ def main() -> int:
     parser.add_argument("--data-dir", type=Path, default=ROOT / "data")
     parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "reproduce")
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seed-from", type=int, default=0,
+                        help="run seeds seed-from .. seeds-1 only (the others ran before; runs of a spec with the "
+                             "same settings are reported together, the latest run of each seed)")  # fmt: skip
     parser.add_argument("--only", nargs="*", default=None)
     parser.add_argument("--summarize", type=Path, default=None, help="only rewrite RESULTS.md from this runs dir")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "RESULTS.md")
@@ -371,11 +398,14 @@ def main() -> int:
     sections = []
     for spec in specs:
         if args.summarize is None:
-            run_spec(spec, min(args.seeds, spec.seeds or args.seeds), runs, args.data_dir.resolve())
+            seeds = range(args.seed_from, min(args.seeds, spec.seeds or args.seeds))
+            if seeds:
+                run_spec(spec, seeds, runs, args.data_dir.resolve())
         finished = [sweep for sweep in sorted((runs / spec.name / "multirun").glob("*")) if completed_jobs(sweep)]
-        if finished:  # the latest sweep with a finished job: one still running is reported when it ends
-            seeds = sorted({json.loads((j / "run.json").read_text()).get("seed") for j in completed_jobs(finished[-1])})
-            sections.append(section(spec, finished[-1], ",".join(map(str, seeds))))
+        if finished:  # sweeps with a finished job: one still running is reported when it ends
+            pooled = pooled_jobs(finished)
+            seeds = sorted({json.loads((j / "run.json").read_text()).get("seed") for j in pooled})
+            sections.append(section(spec, pooled, ",".join(map(str, seeds))))
     import platform
 
     import torch
