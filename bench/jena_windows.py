@@ -99,7 +99,7 @@ def main() -> int:
     dm.setup("fit")
     ours = rate(dm.train_dataloader(), args.batches)
     data = dm._arrays["cpu"].numpy()
-    (start, stop), delay = dm._bounds(len(data))["train"], dm.delay
+    [(start, stop)], delay = dm._bounds(len(data))["train"], dm.delay
     book = rate(book_generator(data, dm.lookback, delay, start, stop - delay, shuffle=True, step=dm.step), args.batches)
     x, y = next(iter(dm.train_dataloader()))
     steps = {impl: step_rate(impl, x, y, args.steps) for impl in ("keras", "torch")}

@@ -78,9 +78,9 @@ def export(task: str, data_dir: Path, out: Path) -> Path:
         dm = JenaDataModule(path=str(data_dir / "jena_climate/jena_climate_2009-01-01_2009-05-19_partial.csv.gz"),
                             variant="partial")  # fmt: skip
         dm.setup("fit")
-        bounds = dm._bounds(len(dm._arrays["cpu"]))
+        [train], [val] = (dm._bounds(len(dm._arrays["cpu"]))[k] for k in ("train", "val"))
         np.savez(path, float_data=dm._arrays["cpu"].numpy(), lookback=dm.lookback, step=dm.step, delay=dm.delay,
-                 batch_size=128, steps_per_epoch=500, train_rows=bounds["train"], val_rows=bounds["val"])  # fmt: skip
+                 batch_size=128, steps_per_epoch=500, train_rows=train, val_rows=val)  # fmt: skip
     elif task == "cats_dogs_scratch":  # the decoded 150x150 uint8 images dlwp caches, as NHWC for Keras
         from dlwp.data.dogs_vs_cats import DogsVsCatsDataModule
 

@@ -52,6 +52,26 @@ def test_windows_and_targets_are_the_books_index_arithmetic(tmp_path):
     assert dm.mean[0] == pytest.approx(np.arange(37).mean()) and dm.std[0] == pytest.approx(np.arange(37).std())
 
 
+def test_blocks_keep_every_window_inside_one_block(tmp_path):
+    """`data=jena_partial_blocks`'s form: a split as a list of [start, stop) blocks."""
+    path = write_series(tmp_path / "j.csv.gz", 120)
+    dm = module(path, train_rows=[[0, 30], [60, 100]], val_rows=[[30, 60]], test_rows=[[100, 120]])
+    train = dm.splits["train"][0].tolist()
+    # lookback 6, delay 3: ends in [start + 6, stop - 3) of each block, none across the edge at 30..60
+    assert train == list(range(6, 27)) + list(range(66, 97))
+    assert dm.splits["val"][0].tolist() == list(range(36, 57))
+    assert dm.splits["test"][0].tolist() == list(range(106, 117))
+    # statistics from the rows the training windows read: 0..26 and 60..96
+    rows = np.r_[0:27, 60:97]
+    assert dm.mean[0] == pytest.approx(rows.mean()) and dm.std[0] == pytest.approx(rows.std())
+    with pytest.raises(ConfigError, match=r"the val split, rows \[30, 35\), is too short"):
+        module(path, train_rows=[[0, 30]], val_rows=[[30, 35], [35, 60]], test_rows=[[100, 120]])
+    with pytest.raises(ConfigError, match=r"data.train_rows=.*give \[start, stop\] or a list of \[start, stop\]"):
+        module(path, train_rows=[[0, 30, 40]])
+    with pytest.raises(ConfigError, match=r"data.test_rows: \[100, 130\) must lie within the 120 rows"):
+        module(path, test_rows=[[100, 130]])
+
+
 def test_the_naive_baseline_is_the_last_temperature_of_each_window(tmp_path):
     dm = module(write_series(tmp_path / "j.csv.gz", 80))
     ends = dm.splits["val"][0].numpy()
@@ -93,6 +113,18 @@ def test_the_mirrors_partial_copy_loads_with_its_present_columns():
     assert dm.baselines()["naive_val_mae"] == pytest.approx(0.7277, abs=1e-3)
     with pytest.raises(DataMissingError, match=r"column 'Tpot \(K\)' is empty"):
         JenaDataModule(path=str(path), variant="partial", columns=["T (degC)", "Tpot (K)"]).setup("fit")
+    # the calendar blocks (conf/data/jena_partial_blocks.yaml): validation and test inside the training season
+    from omegaconf import OmegaConf
+
+    from conftest import ROOT
+
+    blocks = OmegaConf.load(ROOT / "conf/data/jena_partial_blocks.yaml")
+    dm = JenaDataModule(path=str(path), variant="partial", **{k: blocks[k] for k in ("train_rows", "val_rows",
+                                                                                      "test_rows")})  # fmt: skip
+    dm.setup("fit")
+    assert dm.sizes() == {"train": 5916, "val": 1083, "test": 1083}
+    assert dm.baselines()["naive_val_mae"] == pytest.approx(0.3223, abs=1e-3)
+    assert abs(float(dm.splits["val"][1].mean())) < 1 and abs(float(dm.splits["test"][1].mean())) < 1, "no drift"
 
 
 # -- the tasks --------------------------------------------------------------------------------------

@@ -60,6 +60,22 @@ def read_csv(path: Path) -> tuple[list[str], np.ndarray]:
     return header[1:], values
 
 
+Rows = list[int] | list[list[int]]
+"""A split's rows: one [start, stop) range, or a list of ranges (blocks)."""
+
+
+def _as_ranges(rows: Rows, name: str) -> list[tuple[int, int]]:
+    items = list(rows)
+    ranges = items if items and hasattr(items[0], "__len__") else [items]  # one [start, stop], or blocks
+    if not ranges or any(len(r) != 2 for r in ranges):
+        raise ConfigError(f"data.{name}_rows={rows!r}: give [start, stop] or a list of [start, stop] blocks")
+    return [(int(a), int(b)) for a, b in ranges]
+
+
+def _ranges_text(ranges: list[tuple[int, int]]) -> str:
+    return ", ".join(f"[{a}, {b})" for a, b in ranges)
+
+
 class JenaDataModule(InMemoryDataModule):
     """Windows of the Jena weather series; see the module doc.
 
@@ -71,8 +87,9 @@ class JenaDataModule(InMemoryDataModule):
         step: one row in `step` is kept (book: 6 = hourly).
         delay: the target is this many rows after the window's end (book: 144 = 24 hours).
         train_rows, val_rows, test_rows: [start, stop): the rows each split's windows and targets
-            use; null: the variant's default (full: the book's generators, see `_bounds`;
-            partial: the first half, the next quarter, the last quarter by time).
+            use, or a list of such ranges (blocks: no window crosses a block's edge); null: the
+            variant's default (full: the book's generators, see `_bounds`; partial: the first half,
+            the next quarter, the last quarter by time).
         val_batches: validation windows served, in batches (book: `val_steps = 769`); null: all.
         **kwargs: see `InMemoryDataModule`.
     """
@@ -80,8 +97,8 @@ class JenaDataModule(InMemoryDataModule):
     dataset = "jena_climate"
 
     def __init__(self, path: str, variant: str = "full", columns: list[str] | None = None, lookback: int = 1440,
-                 step: int = 6, delay: int = 144, train_rows: list[int] | None = None,
-                 val_rows: list[int] | None = None, test_rows: list[int] | None = None,
+                 step: int = 6, delay: int = 144, train_rows: Rows | None = None,
+                 val_rows: Rows | None = None, test_rows: Rows | None = None,
                  val_batches: int | None = None, **kwargs) -> None:  # fmt: skip
         super().__init__(**kwargs)
         if variant not in ("full", "partial"):
@@ -111,25 +128,26 @@ class JenaDataModule(InMemoryDataModule):
         data = values[first:, [header.index(c) for c in columns]]
         bounds = self._bounds(len(data))
         for c, name in enumerate(columns):
-            bad = np.flatnonzero(np.isnan(data[: bounds["test"][1], c]))
+            bad = np.flatnonzero(np.isnan(data[: max(stop for ranges in bounds.values() for _, stop in ranges), c]))
             if len(bad):
                 raise DataMissingError(
                     f"jena_climate: column {name!r} is empty in {len(bad)} used rows (first: data row "
                     f"{bad[0] + first + 1} of {self.path.name}); drop it from data.columns, nothing is imputed"
                 )
         # statistics of the rows training windows read (the book: data[:200000]), nothing later
-        train = data[bounds["train"][0] : bounds["train"][1] - self.delay]
+        train = np.concatenate([data[start : stop - self.delay] for start, stop in bounds["train"]])
         self.mean, self.std = train.mean(0), train.std(0)
         self.columns_used, self.target_index = list(columns), columns.index(TARGET)
         normalised = torch.from_numpy(((data - self.mean) / self.std).astype(np.float32))
         self._arrays = {"cpu": normalised}
         splits = {}
-        for name, (start, stop) in bounds.items():
-            ends = self.window_ends(start, stop)
+        for name, ranges in bounds.items():
+            ends = torch.cat([self.window_ends(start, stop) for start, stop in ranges])
             if name == "val" and self.val_batches is not None:
                 ends = ends[: self.val_batches * self.eval_batch_size]
-            if len(ends) == 0:
-                raise ConfigError(f"the {name} split, rows [{start}, {stop}), is too short for data.lookback="
+            short = [(a, b) for a, b in ranges if len(self.window_ends(a, b)) == 0]
+            if short:
+                raise ConfigError(f"the {name} split, rows {_ranges_text(short)}, is too short for data.lookback="
                                   f"{self.lookback} + data.delay={self.delay}")  # fmt: skip
             splits[name] = (ends, normalised[ends + self.delay, self.target_index].clone())
         return splits
@@ -140,7 +158,7 @@ class JenaDataModule(InMemoryDataModule):
         [min_index + lookback, max_index): `stop = max_index + delay`.)"""
         return torch.arange(start + self.lookback, max(start + self.lookback, stop - self.delay), dtype=torch.int64)
 
-    def _bounds(self, n: int) -> dict[str, tuple[int, int]]:
+    def _bounds(self, n: int) -> dict[str, list[tuple[int, int]]]:
         if self.variant == "full":
             # the book's generators: min_index 0 / 200001 / 300001, max_index 200000 / 300000 /
             # len - delay - 1; their targets reach `delay` rows past max_index, as the book's did
@@ -149,10 +167,11 @@ class JenaDataModule(InMemoryDataModule):
         else:
             a, b = (int(n * f) for f in PARTIAL["splits"])
             default = {"train": (0, a), "val": (a, b), "test": (b, n)}
-        bounds = {k: tuple(v) if v is not None else default[k] for k, v in self.rows.items()}
-        for name, (start, stop) in bounds.items():
-            if not 0 <= start < stop <= n:
-                raise ConfigError(f"data.{name}_rows=[{start}, {stop}) must lie within the {n} rows")
+        bounds = {k: _as_ranges(v, k) if v is not None else [default[k]] for k, v in self.rows.items()}
+        for name, ranges in bounds.items():
+            for start, stop in ranges:
+                if not 0 <= start < stop <= n:
+                    raise ConfigError(f"data.{name}_rows: [{start}, {stop}) must lie within the {n} rows")
         return bounds
 
     def _windows(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
