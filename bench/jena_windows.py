@@ -22,35 +22,13 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
+from book_generator import generator as book_generator  # bench/book_generator.py
 from markdown_block import write_block  # bench/markdown_block.py
 
 ROOT = Path(__file__).resolve().parents[1]
 PARTIAL = "jena_climate/jena_climate_2009-01-01_2009-05-19_partial.csv.gz"
-
-
-def book_generator(data, lookback, delay, min_index, max_index, shuffle=False, batch_size=128, step=6):
-    """Notebook 6.3's generator, as printed."""
-    if max_index is None:
-        max_index = len(data) - delay - 1
-    i = min_index + lookback
-    while 1:
-        if shuffle:
-            rows = np.random.randint(min_index + lookback, max_index, size=batch_size)
-        else:
-            if i + batch_size >= max_index:
-                i = min_index + lookback
-            rows = np.arange(i, min(i + batch_size, max_index))
-            i += len(rows)
-        samples = np.zeros((len(rows), lookback // step, data.shape[-1]))
-        targets = np.zeros((len(rows),))
-        for j, _row in enumerate(rows):
-            indices = range(rows[j] - lookback, rows[j], step)
-            samples[j] = data[indices]
-            targets[j] = data[rows[j] + delay][1]
-        yield samples, targets
 
 
 def rate(batches, n: int, size: int = 128) -> float:

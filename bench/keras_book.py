@@ -138,28 +138,10 @@ def main() -> None:
                   callbacks=[EpochTimes()])  # fmt: skip
         test_loss, test_acc = model.evaluate(d["x_test"], d["y_test"].astype("float32"), batch_size=1024, verbose=0)
     elif args.task.startswith("jena_gru"):  # book 6.3: GRU(32) -> Dense(1), the book's generator verbatim
+        from book_generator import generator  # bench/book_generator.py
+
         float_data = d["float_data"]  # normalised with the training rows' statistics, as dlwp's
         lookback, step, delay, batch_size = (int(d[k]) for k in ("lookback", "step", "delay", "batch_size"))
-
-        def generator(data, lookback, delay, min_index, max_index, shuffle=False, batch_size=128, step=6):
-            if max_index is None:
-                max_index = len(data) - delay - 1
-            i = min_index + lookback
-            while 1:
-                if shuffle:
-                    rows = np.random.randint(min_index + lookback, max_index, size=batch_size)
-                else:
-                    if i + batch_size >= max_index:
-                        i = min_index + lookback
-                    rows = np.arange(i, min(i + batch_size, max_index))
-                    i += len(rows)
-                samples = np.zeros((len(rows), lookback // step, data.shape[-1]))
-                targets = np.zeros((len(rows),))
-                for j, _row in enumerate(rows):
-                    indices = range(rows[j] - lookback, rows[j], step)
-                    samples[j] = data[indices]
-                    targets[j] = data[rows[j] + delay][1]
-                yield samples, targets
 
         (t0, t1), (v0, v1) = d["train_rows"], d["val_rows"]  # dlwp's [start, stop): max_index = stop - delay
         train_gen = generator(float_data, lookback, delay, t0, t1 - delay, shuffle=True, step=step,

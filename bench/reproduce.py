@@ -44,6 +44,41 @@ class Spec:
     `cats_dogs_frozen` run that fine-tuning starts from (`init_from`)."""
 
 
+JENA_MODELS = (
+    ("jena_dense", "6.3"),
+    ("jena_gru", "6.3"),
+    ("jena_gru_dropout", "6.3"),
+    ("jena_gru_stacked", "6.3"),
+    ("jena_gru_reversed", "6.3"),
+    ("jena_bigru", "6.3"),
+    ("jena_conv1d", "6.4"),
+    ("jena_conv_gru", "6.4"),
+)
+
+
+def jena_specs(suffix: str, data: str, about: str) -> list[Spec]:
+    """Book 6.3/6.4 on one variant of the Jena data: the naive forecast as an evaluated network,
+    then each model, with the naive forecast of the same windows beside it."""
+    naive = Spec(f"jena_naive_{suffix}", ["task=jena_naive", f"data={data}"],
+                 ["final:val/mae", "baseline:naive_val_mae_degC", "final:test/mae", "baseline:naive_train_mae"], {},
+                 f"Book 6.3's common-sense forecast, evaluated (`trainer.max_epochs=0`), on {about}. Its val MAE is "
+                 "the data module's hand-written baseline. Deterministic: one run.", seeds=1)  # fmt: skip
+    metrics = [
+        "best:val/mae",
+        "best_degC:val/mae",
+        "best_epoch:val/mae",
+        "final:val/mae",
+        "baseline:naive_val_mae",
+        "baseline:naive_val_mae_degC",
+        "first:train/mae",
+        "final:train/mae",
+        "baseline:naive_train_mae",
+    ]
+    note = f"on {about}; the naive forecast of the same windows beside it (not the book's 2009-2016 file)."
+    return [naive] + [Spec(f"{task}_{suffix}", [f"task={task}", f"data={data}"], metrics, {},
+                           f"Book {section} " + note) for task, section in JENA_MODELS]  # fmt: skip
+
+
 SPECS = [
     Spec("mnist_dense", ["task=mnist_dense"], ["final:test/acc", "final:train/acc"],
          {"final:test/acc": (">=", 0.973)}, "book 2.1: 0.978 ± 0.005"),
@@ -118,34 +153,12 @@ SPECS = [
     Spec("imdb_conv1d", ["task=imdb_conv1d"], ["best:val/acc", "best_epoch:val/acc", "final:val/acc",
          "final:val/loss"], {"best:val/acc": (">=", 0.80)},
          "Book 6.4: a 1D convnet whose last Dense(1) has no sigmoid, its output clipped as Keras' loss does."),
-    Spec("jena_naive_partial", ["task=jena_naive", "data=jena_partial"],
-         ["final:val/mae", "baseline:naive_val_mae", "baseline:naive_val_mae_degC", "final:test/mae"], {},
-         "Book 6.3's common-sense forecast as an evaluated network (`trainer.max_epochs=0`) on the mirror's partial "
-         "Jena copy: its val MAE must equal the data module's hand-written baseline (the book's: 0.2897 on the full "
-         "file). Deterministic: one run.", seeds=1),
-    Spec("jena_naive_blocks", ["task=jena_naive", "data=jena_partial_blocks"],
-         ["final:val/mae", "baseline:naive_val_mae_degC", "final:test/mae", "baseline:naive_train_mae"], {},
-         "The naive forecast on the partial copy cut into calendar blocks (`data=jena_partial_blocks`: validation "
-         "and test blocks between training blocks, so inside the season training covers; see that file). "
-         "Deterministic: one run.", seeds=1),
-    *(Spec(f"{task}_blocks", [f"task={task}", "data=jena_partial_blocks"],
-           ["best:val/mae", "best_degC:val/mae", "best_epoch:val/mae", "final:val/mae", "baseline:naive_val_mae",
-            "baseline:naive_val_mae_degC", "first:train/mae", "final:train/mae", "baseline:naive_train_mae"], {},
-           f"Book {section} on the partial Jena copy in calendar blocks (`data=jena_partial_blocks`), the split that "
-           "limits the winter-to-spring drift of the time-ordered one; the naive forecast of the same validation "
-           "windows beside it. The book's numbers are for the full 2009-2016 file.")
-      for task, section in (("jena_dense", "6.3"), ("jena_gru", "6.3"), ("jena_gru_dropout", "6.3"),
-                            ("jena_gru_stacked", "6.3"), ("jena_gru_reversed", "6.3"), ("jena_bigru", "6.3"),
-                            ("jena_conv1d", "6.4"), ("jena_conv_gru", "6.4"))),
-    *(Spec(f"{task}_partial", [f"task={task}", "data=jena_partial"],
-           ["best:val/mae", "best_degC:val/mae", "best_epoch:val/mae", "final:val/mae", "baseline:naive_val_mae",
-            "baseline:naive_val_mae_degC", "first:train/mae", "final:train/mae", "baseline:naive_train_mae"], {},
-           f"Book {section} on the mirror's **partial** Jena copy (rows 4,001-20,002 of 2009, 7 columns; halves and "
-           "quarters by time), not the book's 2009-2016 file: its numbers are not the book's to reproduce. The naive "
-           "forecast of the same validation windows is beside each model; the book's numbers are for the full file.")
-      for task, section in (("jena_dense", "6.3"), ("jena_gru", "6.3"), ("jena_gru_dropout", "6.3"),
-                            ("jena_gru_stacked", "6.3"), ("jena_gru_reversed", "6.3"), ("jena_bigru", "6.3"),
-                            ("jena_conv1d", "6.4"), ("jena_conv_gru", "6.4"))),
+    *jena_specs("blocks", "jena_partial_blocks",
+                "the partial Jena copy in six calendar blocks (`data=jena_partial_blocks`: validation and test blocks "
+                "lie between training blocks, inside the season the training rows cover)"),
+    *jena_specs("partial", "jena_partial",
+                "the mirror's **partial** Jena copy (rows 4,001-20,002 of 2009, 7 columns) cut by time into halves "
+                "and quarters: validation and test are spring, training winter"),
     Spec("multi_output_study", ["+experiment=multi_output_study"],
          ["final:test/sentiment/acc", "final:test/acc", "baseline:sentiment/majority_acc", "baseline:majority_acc",
           "final:test/rating/mae", "final:test/mae", "baseline:rating/mean_target_mae", "baseline:mean_target_mae",
