@@ -140,3 +140,57 @@ def test_ensemble_refuses_checkpoints_of_another_task(three_seeds, tmp_path):
     proc = dlwp("ensemble", f"ckpt_paths=[{three_seeds / '0'},{other}]", runs=tmp_path, check=False)
     assert proc.returncode == 2 and "checkpoint of task 'mnist_dense', not 'digits_dense'" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_tensorboard_serves_a_finished_runs_scalars_histograms_and_pictures(tmp_path):
+    """Book 7.2.2 as a user sees it: TensorBoard started against a finished run answers, through its
+    HTTP data API, with the epoch metrics the run recorded, weight and activation histograms, and
+    the run's augmentation figure."""
+    import json
+    import subprocess
+    import sys
+    import urllib.request
+
+    dlwp("train", "task=cats_dogs_augmented", "data.source=synthetic", "data.image_size=[48,48]",
+         "model.input_shape=[3,48,48]", "model.channels=[8,16]", "model.hidden=[16]", "data.steps_per_epoch=null",
+         "data.num_workers=0", "trainer.max_epochs=2", "logger=tensorboard", "callbacks.histograms.enabled=true",
+         runs=tmp_path)  # fmt: skip
+    (run_dir,) = run_dirs(tmp_path, "cats_dogs_augmented")
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "tensorboard.main", "--logdir", str(run_dir / "tensorboard"),
+                               "--host", "127.0.0.1", "--port", str(port), "--reload_interval", "1"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+
+    def get(path: str):
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as response:
+            return json.loads(response.read())
+
+    try:
+        deadline, tags = time.time() + 90, {}
+        while time.time() < deadline:
+            try:
+                tags = get("/data/plugin/scalars/tags")
+                if tags and all("val/acc" in t and "test/acc" in t for t in tags.values()):
+                    break
+            except OSError:
+                pass  # not listening yet
+            time.sleep(1)
+        assert tags, "TensorBoard never served the run's scalars"
+        (run,) = [r for r, t in tags.items() if "val/acc" in t]
+        served = [value for _, _, value in get(f"/data/plugin/scalars/scalars?run={run}&tag=val/acc")]
+        recorded = [row["val/acc"] for row in csv.DictReader((run_dir / "metrics.csv").open())]
+        assert served == pytest.approx([float(v) for v in recorded], abs=1e-6), "one val/acc per epoch, as recorded"
+        histograms = get("/data/plugin/histograms/tags")[run]
+        assert {t.split("/")[0] for t in histograms} == {"weights", "activations"}
+        assert "images/augmentation" in get("/data/plugin/images/tags")[run]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

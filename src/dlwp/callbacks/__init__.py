@@ -1,4 +1,5 @@
-"""Callbacks a run is built with: checkpoints, early stopping, the per-epoch history."""
+"""Callbacks a run is built with: checkpoints, early stopping, the per-epoch history, and what the
+trackers show besides scalars (histograms, the run's pictures)."""
 
 from __future__ import annotations
 
@@ -6,13 +7,14 @@ from pathlib import Path
 
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 
+from dlwp.callbacks.histograms import Histograms, RunImages
 from dlwp.callbacks.history import EpochHistory
 from dlwp.callbacks.progress import ThrottledProgressBar
 
 
 def build_callbacks(cfg, run_dir: Path, history: EpochHistory) -> list[Callback]:
     """`checkpoints/best.ckpt` (by `task.monitor`) and `checkpoints/last.ckpt`, per `cfg.callbacks`."""
-    callbacks: list[Callback] = [history]
+    callbacks: list[Callback] = [history, RunImages(run_dir)]
     if cfg.trainer.enable_progress_bar:
         callbacks.append(ThrottledProgressBar())
     ckpt = cfg.callbacks.checkpoint
@@ -35,7 +37,14 @@ def build_callbacks(cfg, run_dir: Path, history: EpochHistory) -> list[Callback]
                 min_delta=stop.min_delta,
             )
         )
+    histograms = cfg.callbacks.histograms
+    if histograms.enabled:
+        if histograms.every_n_epochs < 1:
+            from dlwp.errors import ConfigError
+
+            raise ConfigError(f"callbacks.histograms.every_n_epochs={histograms.every_n_epochs}: give 1 or more")
+        callbacks.append(Histograms(histograms.every_n_epochs, histograms.activations))
     return callbacks
 
 
-__all__ = ["EpochHistory", "ThrottledProgressBar", "build_callbacks"]
+__all__ = ["EpochHistory", "Histograms", "RunImages", "ThrottledProgressBar", "build_callbacks"]

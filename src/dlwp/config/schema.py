@@ -188,9 +188,21 @@ class EarlyStoppingConfig:
 
 
 @dataclass
+class HistogramsConfig:
+    """Book 7.2.2's `TensorBoard(histogram_freq=1)`: weight and activation histograms per epoch, to
+    the run's trackers (logger.tensorboard, logger.wandb)."""
+
+    enabled: bool = False
+    every_n_epochs: int = 1
+    activations: bool = True
+    """Also each top-level layer's output on the first validation batch."""
+
+
+@dataclass
 class CallbacksConfig:
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
+    histograms: HistogramsConfig = field(default_factory=HistogramsConfig)
 
 
 @dataclass
