@@ -53,6 +53,12 @@ def test_run_record_says_what_made_the_run(default_run):
     assert rec["metrics"]["best"]["val/loss"]["epoch"] in range(1, 21)
     assert (default_run / "config.yaml").read_text().startswith("task:")
     assert {p.name for p in (default_run / "checkpoints").iterdir()} == {"best.ckpt", "last.ckpt"}
+    # Keras' model.summary(): each layer's output shape and parameters, from a real batch
+    summary = (default_run / "model_summary.txt").read_text().splitlines()
+    assert [line.split() for line in summary if line.startswith("net.")] == [
+        ["net.0", "(Linear)", "[None,", "512]", "33,280"], ["net.1", "(ReLU)", "[None,", "512]", "0"],
+        ["net.2", "(Linear)", "[None,", "10]", "5,130"]]  # fmt: skip
+    assert "Total params: 38,410" in summary and "Non-trainable params: 0" in summary
 
 
 def test_no_secret_is_written(default_run):

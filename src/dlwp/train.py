@@ -128,6 +128,7 @@ def train(cfg: DictConfig, run_dir: Path | None = None) -> dict[str, Any]:
     from dlwp.callbacks import EpochHistory, build_callbacks
     from dlwp.config import build, to_plain, validate
     from dlwp.logger import build_loggers
+    from dlwp.model.summary import layer_table
     from dlwp.trainer import build_trainer
 
     run_dir = run_dir or output_dir(cfg)
@@ -156,7 +157,11 @@ def train(cfg: DictConfig, run_dir: Path | None = None) -> dict[str, Any]:
         record.data["data"]["sizes"] = datamodule.sizes()
         if (pretrained := datamodule.init_network(module.network)) is not None:
             record.update(pretrained_embedding=pretrained)
-        module.check_batch(datamodule.example_batch())  # named outputs and targets fit the task
+        example = datamodule.example_batch()
+        module.check_batch(example)  # named outputs and targets fit the task
+        if rank_zero:  # Keras' model.summary(), from this real batch
+            table = layer_table(module.network, lambda: module.example_outputs(module.formatted(example[0])))
+            (run_dir / "model_summary.txt").write_text(table)
         if rank_zero and (figure := datamodule.save_examples(run_dir / "augmentation.png")) is not None:
             record.update(augmentation_figure=figure.name)
         record.update(baselines=run_baselines(module, datamodule))
