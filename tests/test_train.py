@@ -152,3 +152,29 @@ def test_resume_from_missing_checkpoint_fails_clearly(tmp_path):
     proc = dlwp("train", "ckpt_path=last", runs=tmp_path, check=False)
     assert proc.returncode == 2
     assert "no run of task 'digits_dense'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_early_stopping_stops_and_restores_the_best_epochs_weights(tmp_path):
+    """Book 7.2.1's EarlyStopping(restore_best_weights): an improvement must exceed min_delta=10, so
+    only epoch 1 counts; with patience 2 training stops after epoch 3 and epoch 1's network is put
+    back. Validated again, it gives exactly epoch 1's recorded metrics."""
+    stop = [
+        "callbacks=early_stopping",
+        "callbacks.early_stopping.monitor=val/acc",
+        "callbacks.early_stopping.min_delta=10",
+        "callbacks.early_stopping.patience=2",
+        "trainer.max_epochs=10",
+    ]
+    dlwp("train", *stop, runs=tmp_path)
+    (run_dir,) = run_dirs(tmp_path)
+    rec, rows = record(run_dir), metric_rows(run_dir)
+    assert len(rows) == 3 and rec["early_stopping"]["stopped_epoch"] == 3 and rec["early_stopping"]["best_epoch"] == 1
+    assert rows[2]["val/acc"] > rows[0]["val/acc"], "the network had moved on from epoch 1"
+    restored = rec["early_stopping"]["restored_val"]
+    assert rec["early_stopping"]["restored"] and restored["val/acc"] == pytest.approx(rows[0]["val/acc"], abs=1e-6)
+    assert restored["val/loss"] == pytest.approx(rows[0]["val/loss"], rel=1e-5)
+    # without restore_best the last epoch's network stays
+    dlwp("train", *stop, "callbacks.early_stopping.restore_best=false", runs=tmp_path / "plain")
+    (plain,) = run_dirs(tmp_path / "plain")
+    stopping = record(plain)["early_stopping"]
+    assert stopping["restored"] is False and "restored_val" not in stopping

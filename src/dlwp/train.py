@@ -105,6 +105,21 @@ def evaluate_untrained(trainer, module, datamodule, history) -> None:
         write_metrics_csv(history.path, history.rows)
 
 
+def early_stopping_summary(trainer, module, datamodule) -> dict[str, Any] | None:
+    """What early stopping did, for the run record; when it put the best epoch's weights back, the
+    validation metrics of the restored network (they equal that epoch's row of metrics.csv)."""
+    from dlwp.callbacks import EarlyStoppingRestoringBest
+
+    stopping = next((c for c in trainer.callbacks if isinstance(c, EarlyStoppingRestoringBest)), None)
+    if stopping is None:
+        return None
+    summary = stopping.summary()
+    if stopping.restored and "val" in datamodule.splits:
+        validated = trainer.validate(module, datamodule=datamodule, verbose=False)
+        summary["restored_val"] = {k: round(float(v), 7) for k, v in validated[0].items() if k.startswith("val/")}
+    return summary
+
+
 def quiet_lightning() -> None:
     """Route Lightning's log through the run's handlers (console: warnings; train.log: all)."""
     import logging
@@ -205,6 +220,8 @@ def train(cfg: DictConfig, run_dir: Path | None = None) -> dict[str, Any]:
             evaluate_untrained(trainer, module, datamodule, history)
         else:
             trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+            if (stopping := early_stopping_summary(trainer, module, datamodule)) is not None:
+                record.update(early_stopping=stopping)
         final = dict(history.rows[-1]) if history.rows else {}
         if cfg.test and "test" not in datamodule.splits:
             print(f"dlwp: {cfg.task.name}: this dataset has no test split; nothing tested", file=sys.stderr)

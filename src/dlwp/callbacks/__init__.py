@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
+from dlwp.callbacks.early_stopping import EarlyStoppingRestoringBest
 from dlwp.callbacks.histograms import Histograms, RunImages
 from dlwp.callbacks.history import EpochHistory
 from dlwp.callbacks.progress import ThrottledProgressBar
@@ -29,14 +30,13 @@ def build_callbacks(cfg, run_dir: Path, history: EpochHistory) -> list[Callback]
         callbacks.append(ModelCheckpoint(filename="last", monitor=None, save_top_k=1, **common))
     stop = cfg.callbacks.early_stopping
     if stop.enabled:
-        callbacks.append(
-            EarlyStopping(
-                monitor=cfg.task.monitor,
-                mode=mode,
-                patience=stop.patience,
-                min_delta=stop.min_delta,
-            )
-        )
+        monitor = stop.monitor or cfg.task.monitor
+        if stop.mode is not None:
+            stop_mode = str(stop.mode.value if hasattr(stop.mode, "value") else stop.mode)
+        else:
+            stop_mode = mode if monitor == cfg.task.monitor else default_mode(monitor)
+        options = {"patience": stop.patience, "min_delta": stop.min_delta, "restore_best": stop.restore_best}
+        callbacks.append(EarlyStoppingRestoringBest(monitor=monitor, mode=stop_mode, **options))
     histograms = cfg.callbacks.histograms
     if histograms.enabled:
         if histograms.every_n_epochs < 1:
@@ -47,4 +47,12 @@ def build_callbacks(cfg, run_dir: Path, history: EpochHistory) -> list[Callback]
     return callbacks
 
 
-__all__ = ["EpochHistory", "Histograms", "RunImages", "ThrottledProgressBar", "build_callbacks"]
+def default_mode(monitor: str) -> str:
+    """min for losses and errors, max for the rest (accuracy), as Keras' `mode='auto'`."""
+    from dlwp.record import LOWER_IS_BETTER
+
+    return "min" if monitor.rsplit("/", 1)[-1].endswith(LOWER_IS_BETTER) else "max"
+
+
+__all__ = ["EarlyStoppingRestoringBest", "EpochHistory", "Histograms", "RunImages", "ThrottledProgressBar",
+           "build_callbacks"]  # fmt: skip

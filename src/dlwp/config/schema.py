@@ -181,10 +181,19 @@ class CheckpointConfig:
 
 @dataclass
 class EarlyStoppingConfig:
+    """Keras' `EarlyStopping` (book 7.2.1)."""
+
     enabled: bool = False
+    monitor: str | None = None
+    """The metric watched, e.g. `val/acc`; None: `task.monitor`."""
+    mode: Mode | None = None
+    """min | max; None: the task's for its monitor, else min for losses and errors, max otherwise."""
     patience: int = 3
-    """Epochs without improvement of `task.monitor` before stopping."""
+    """Epochs without an improvement before stopping."""
     min_delta: float = 0.0
+    """The smallest change that counts as an improvement."""
+    restore_best: bool = False
+    """Keras' `restore_best_weights`: when it stops, the best epoch's weights are put back (and tested)."""
 
 
 @dataclass
