@@ -194,3 +194,21 @@ def test_tensorboard_serves_a_finished_runs_scalars_histograms_and_pictures(tmp_
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_ensemble_weights_fitted_on_validation_beat_the_plain_average_there(three_seeds, tmp_path):
+    """Book 7.3.3 with the weights found on the validation split: non-negative, summing to 1, a
+    validation loss no worse than the plain average's; the test table has every member, the plain
+    average and the weighted one."""
+    jobs = [three_seeds / j for j in "012"]
+    dlwp("ensemble", f"ckpt_paths=[{','.join(map(str, jobs))}]", "fit_weights=true", runs=tmp_path)
+    (ens_dir,) = (tmp_path / "ensemble").iterdir()
+    ens = record(ens_dir)
+    weights = ens["weights"]
+    assert all(w >= 0 for w in weights) and sum(weights) == pytest.approx(1, abs=1e-5)
+    assert weights != pytest.approx([1 / 3] * 3, abs=1e-3), "fitted, not the plain average"
+    assert ens["fitted_on"]["fitted_val_loss"] <= ens["fitted_on"]["plain_val_loss"]
+    assert set(ens["metrics"]) == {"final", "plain_average"} and len(ens["members"]) == 3
+    proc = dlwp("ensemble", f"ckpt_paths=[{jobs[0]},{jobs[1]}]", "fit_weights=true", "weights=[1,1]", runs=tmp_path,
+                check=False)  # fmt: skip
+    assert proc.returncode == 2 and "give weights=[...] or fit_weights=true" in proc.stderr

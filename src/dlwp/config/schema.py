@@ -322,6 +322,8 @@ class EnsembleConfig:
     """With `sweep`: how many of the best jobs to combine (default: all completed)."""
     weights: list[float] | None = None
     """Weighted averaging (book 7.3: 0.5a + 0.25b + ...); normalised; default: plain mean."""
+    fit_weights: bool = False
+    """Fit the weights instead (non-negative, summing to 1) to the task's loss on the validation split."""
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
     data: dict[str, Any] = field(default_factory=dict)

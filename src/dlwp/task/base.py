@@ -104,6 +104,10 @@ class BookTask(L.LightningModule):
         """Keras' loss and metrics of (averaged) predictions, by name after the stage."""
         raise NotImplementedError
 
+    def prediction_loss(self, predictions: tree.Part, targets: tree.Part) -> torch.Tensor:
+        """`score`'s loss as a differentiable tensor (ensemble weights are fitted to it)."""
+        raise NotImplementedError
+
     def baselines(self, train: tree.Part, test: tree.Part) -> dict[str, float]:
         """Trivial results on `test` from the training targets alone (majority class, mean...)."""
         raise NotImplementedError

@@ -49,6 +49,11 @@ class Head:
         """Network outputs -> what the book's model outputs (probabilities, or values)."""
         raise NotImplementedError
 
+    def prediction_loss(self, predictions: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Keras' loss of predictions (probabilities or values, as `predict` gives them), as a
+        differentiable tensor: what an ensemble's weights are fitted to (`dlwp ensemble fit_weights`)."""
+        raise NotImplementedError
+
     def score(self, predictions: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
         """The loss and metrics of (averaged) predictions, as Keras computes them: an ensemble's."""
         raise NotImplementedError
@@ -77,11 +82,12 @@ class MulticlassHead(Head):
     def predict(self, outputs: torch.Tensor) -> torch.Tensor:
         return outputs.softmax(dim=-1)
 
+    def prediction_loss(self, predictions: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return -predictions.clamp(EPS, 1 - EPS).gather(1, targets.long().unsqueeze(1)).log().mean()
+
     def score(self, predictions: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
-        p = predictions.clamp(EPS, 1 - EPS)
-        loss = -p.gather(1, targets.long().unsqueeze(1)).log().mean()
         acc = (predictions.argmax(1) == targets).float().mean()
-        return {"loss": loss.item(), "acc": acc.item()}
+        return {"loss": self.prediction_loss(predictions, targets).item(), "acc": acc.item()}
 
     def baselines(self, train: torch.Tensor, test: torch.Tensor) -> dict[str, float]:
         classes = int(max(train.max(), test.max())) + 1
@@ -109,12 +115,14 @@ class BinaryHead(Head):
     def predict(self, outputs: torch.Tensor) -> torch.Tensor:
         return outputs.sigmoid().reshape(len(outputs))
 
-    def score(self, predictions: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
+    def prediction_loss(self, predictions: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         p = predictions.clamp(EPS, 1 - EPS)
         yf = targets.float().reshape(p.shape)
-        loss = -(yf * p.log() + (1 - yf) * (1 - p).log()).mean()
-        acc = ((predictions > 0.5) == yf.bool()).float().mean()
-        return {"loss": loss.item(), "acc": acc.item()}
+        return -(yf * p.log() + (1 - yf) * (1 - p).log()).mean()
+
+    def score(self, predictions: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
+        acc = ((predictions > 0.5) == targets.float().reshape(predictions.shape).bool()).float().mean()
+        return {"loss": self.prediction_loss(predictions, targets).item(), "acc": acc.item()}
 
     def baselines(self, train: torch.Tensor, test: torch.Tensor) -> dict[str, float]:
         y = test.float().reshape(len(test), -1)
@@ -160,10 +168,13 @@ class RegressionHead(Head):
     def predict(self, outputs: torch.Tensor) -> torch.Tensor:
         return outputs.squeeze(-1)
 
-    def score(self, predictions: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
+    def prediction_loss(self, predictions: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         err = predictions.reshape(targets.shape) - targets
-        loss = err.abs().mean() if self.loss_name == "mae" else err.square().mean()
-        return {"loss": loss.item(), "mae": err.abs().mean().item()}
+        return err.abs().mean() if self.loss_name == "mae" else err.square().mean()
+
+    def score(self, predictions: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
+        mae = (predictions.reshape(targets.shape) - targets).abs().mean()
+        return {"loss": self.prediction_loss(predictions, targets).item(), "mae": mae.item()}
 
     def baselines(self, train: torch.Tensor, test: torch.Tensor) -> dict[str, float]:
         mean = train.float().mean()

@@ -53,6 +53,9 @@ class SupervisedTask(BookTask):
     def score(self, predictions: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
         return self.head.score(predictions, targets)
 
+    def prediction_loss(self, predictions: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return self.head.prediction_loss(predictions, targets)
+
     def baselines(self, train: torch.Tensor, test: torch.Tensor) -> dict[str, float]:
         return self.head.baselines(train, test)
 
@@ -124,6 +127,9 @@ class MultiOutputTask(BookTask):
 
     def predict(self, outputs: dict) -> dict[str, torch.Tensor]:
         return {name: head.predict(outputs[name]) for name, head in self.heads.items()}
+
+    def prediction_loss(self, predictions: dict, targets: dict) -> torch.Tensor:
+        return sum(self.loss_weights[n] * h.prediction_loss(predictions[n], targets[n]) for n, h in self.heads.items())
 
     def score(self, predictions: dict, targets: dict) -> dict[str, float]:
         out: dict[str, float] = {"loss": 0.0}
