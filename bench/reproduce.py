@@ -159,6 +159,14 @@ SPECS = [
     *jena_specs("partial", "jena_partial",
                 "the mirror's **partial** Jena copy (rows 4,001-20,002 of 2009, 7 columns) cut by time into halves "
                 "and quarters: validation and test are spring, training winter"),
+    *(Spec(task, [f"task={task}", "trainer.max_time=00:00:30:00"],
+           ["best:val/acc", "best_epoch:val/acc", "final:test/acc", "baseline:majority_acc"], {},
+           f"Book {section}'s {what} on real CIFAR-10 (the mirror's JPEG re-encoding: 40,000 / 5,000 / 5,000); "
+           "the book shows the pattern on no data and prints no result. **Shortened**: a 30-minute budget on 2 cores "
+           "(`trainer.max_time`), not the task's 30 epochs.", seeds=1, shortened=True)
+      for task, section, what in (("cifar10_resnet", "7.3.1", "residual network"),
+                                  ("cifar10_inception", "7.1.4", "Inception modules"),
+                                  ("cifar10_separable", "7.3.2", "depthwise-separable convnet"))),
     Spec("multi_output_study", ["+experiment=multi_output_study"],
          ["final:test/sentiment/acc", "final:test/acc", "baseline:sentiment/majority_acc", "baseline:majority_acc",
           "final:test/rating/mae", "final:test/mae", "baseline:rating/mean_target_mae", "baseline:mean_target_mae",

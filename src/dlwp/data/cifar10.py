@@ -36,13 +36,17 @@ class CIFAR10DataModule(InMemoryDataModule):
         jpeg_tar: the mirror's JPEG re-encoding of the training images (used otherwise).
         classes: keep these classes only (e.g. [frog] for book 8.5), labels renumbered 0.. in
             this order; None: all ten.
-        **kwargs: see `InMemoryDataModule` (there is no test split: hold one out with val_size).
+        test_size: the training archive has no test split: hold out its last `test_size` images
+            as one (classes interleaved, so balanced), before `val_size` takes its own.
+        **kwargs: see `InMemoryDataModule`.
     """
 
     dataset = "cifar10"
 
-    def __init__(self, python_tar: str, jpeg_tar: str, classes: list[str] | None = None, **kwargs) -> None:
+    def __init__(self, python_tar: str, jpeg_tar: str, classes: list[str] | None = None, test_size: int = 0,
+                 **kwargs) -> None:  # fmt: skip
         super().__init__(**kwargs)
+        self.test_size = test_size
         self.python_tar, self.jpeg_tar = Path(python_tar), Path(jpeg_tar)
         unknown = [c for c in classes or [] if c not in CLASSES]
         if unknown:
@@ -86,7 +90,15 @@ class CIFAR10DataModule(InMemoryDataModule):
         relabel[[CLASSES.index(c) for c in self.classes]] = np.arange(len(self.classes))
         x = torch.from_numpy(np.ascontiguousarray(images[keep]))
         y = torch.from_numpy(relabel[labels[keep]].astype(np.int64))
-        return {"train": (x, y)}
+        return self._hold_out_test(x, y)
+
+    def _hold_out_test(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, Split]:
+        if not self.test_size:
+            return {"train": (x, y)}
+        if not 0 < self.test_size < len(x):
+            raise ConfigError(f"data.test_size={self.test_size}: give fewer than the {len(x)} images")
+        t = len(x) - self.test_size
+        return {"train": (x[:t], y[:t]), "test": (x[t:], y[t:])}
 
     def synthetic(self) -> dict[str, Split]:
         """5,000 32x32 "images" per class: each class a fixed colour pattern plus noise."""
@@ -96,7 +108,7 @@ class CIFAR10DataModule(InMemoryDataModule):
         y = torch.arange(n) % len(self.classes)
         noise = torch.randint(0, 256, (n, 3, 32, 32), generator=gen)
         x = (0.6 * patterns[y] + 0.4 * noise).to(torch.uint8)
-        return {"train": (x, y)}
+        return self._hold_out_test(x, y)
 
 
 def read_python(path: Path) -> tuple[np.ndarray, np.ndarray]:
