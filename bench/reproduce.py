@@ -159,6 +159,10 @@ SPECS = [
     *jena_specs("partial", "jena_partial",
                 "the mirror's **partial** Jena copy (rows 4,001-20,002 of 2009, 7 columns) cut by time into halves "
                 "and quarters: validation and test are spring, training winter"),
+    Spec("mnist_siamese", ["task=mnist_siamese"], ["best:val/acc", "final:test/acc", "baseline:majority_acc"], {},
+         "Book 7.1.5's shared weights on real data: are two MNIST digits the same class? One 5.1 convnet "
+         "encoder applied to both images, |a - b|, Dense(64), Dense(1); one pair per image, half same-class, "
+         "fixed by `data.pair_seed` (the book's listing has no data and prints no result)."),
     *(Spec(task, [f"task={task}", "trainer.max_time=00:00:30:00"],
            ["best:val/acc", "best_epoch:val/acc", "final:test/acc", "baseline:majority_acc"], {},
            f"Book {section}'s {what} on real CIFAR-10 (the mirror's JPEG re-encoding: 40,000 / 5,000 / 5,000); "

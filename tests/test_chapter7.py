@@ -82,3 +82,50 @@ def test_cifar10_block_networks_learn(task, tmp_path):
     assert rows[-1]["train/loss"] < rows[0]["train/loss"]
     assert rec["metrics"]["best"]["val/acc"]["value"] > rec["baselines"]["majority_acc"] + 0.3
     assert rec["data"]["sizes"]["test"] > 0 and "test/acc" in rec["metrics"]["final"]
+
+
+# -- shared weights (7.1.5-7.1.6) ------------------------------------------------------------------
+
+
+def test_siamese_branches_are_one_encoder():
+    from dlwp.model.convnet import ConvNet
+    from dlwp.model.siamese import SiameseNet
+
+    encoder = ConvNet([1, 28, 28], [8], 16, hidden=[])
+    net = SiameseNet(encoder, 16, [8], merge="difference")
+    own = sum(p.numel() for p in encoder.parameters())
+    assert sum(p.numel() for p in net.parameters()) == own + 16 * 8 + 8 + 8 + 1, "one encoder's weights, not two"
+    x = torch.rand(3, 1, 28, 28)
+    net({"left": x, "right": torch.rand(3, 1, 28, 28)}).sum().backward()
+    first = next(encoder.parameters())
+    assert first.grad is not None and first.grad.abs().sum() > 0, "both branches train the same tensors"
+    same = net({"left": x, "right": x})
+    with torch.no_grad():
+        first.add_(1.0)  # one change to the shared encoder moves both branches: |a - b| stays 0
+    assert torch.allclose(net({"left": x, "right": x}), same)
+    with pytest.raises(ConfigError, match=r"model.inputs=\['left', 'right'\]: the data provides a, b"):
+        net({"a": x, "b": x})
+
+
+def test_pairs_are_fixed_by_their_seed_and_half_are_the_same_class():
+    from dlwp.data.pairs import make_pairs
+
+    y = torch.arange(200) % 10
+    x = y.float()[:, None]  # each "image" is its label
+    inputs, same = make_pairs(x, y, seed=3)
+    assert torch.equal(same, (inputs["left"] == inputs["right"]).long().flatten())
+    assert same[0::2].all() and not same[1::2].any(), "even pairs same class, odd pairs another"
+    again, _ = make_pairs(x, y, seed=3)
+    other, _ = make_pairs(x, y, seed=4)
+    assert torch.equal(again["right"], inputs["right"]) and not torch.equal(other["right"], inputs["right"])
+
+
+def test_mnist_siamese_learns_same_or_different(tmp_path):
+    dlwp("train", "task=mnist_siamese", "data.source=synthetic", "data.subset=2000", "data.val_size=500",
+         "trainer.max_epochs=3", runs=tmp_path)  # fmt: skip
+    (run_dir,) = run_dirs(tmp_path, "mnist_siamese")
+    rec = record(run_dir)
+    assert rec["metrics"]["best"]["val/acc"]["value"] > rec["baselines"]["majority_acc"] + 0.3
+    out = dlwp("train", "task=mnist_siamese", "data.source=synthetic", "data.subset=200", "data.val_size=50",
+               "model.inputs=[left,image]", runs=tmp_path / "bad", check=False)  # fmt: skip
+    assert out.returncode != 0 and "model.inputs=['left', 'image']: the data provides left, right" in out.stderr
