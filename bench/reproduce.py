@@ -75,8 +75,10 @@ def jena_specs(suffix: str, data: str, about: str) -> list[Spec]:
         "baseline:naive_train_mae",
     ]
     note = f"on {about}; the naive forecast of the same windows beside it (not the book's 2009-2016 file)."
+    long = ("jena_gru_dropout", "jena_gru_stacked", "jena_bigru")  # 40 epochs: 12-30 minutes a run here
     return [naive] + [Spec(f"{task}_{suffix}", [f"task={task}", f"data={data}"], metrics, {},
-                           f"Book {section} " + note) for task, section in JENA_MODELS]  # fmt: skip
+                           f"Book {section} " + note, seeds=1 if task in long else None)
+                      for task, section in JENA_MODELS]  # fmt: skip
 
 
 SPECS = [
@@ -141,18 +143,19 @@ SPECS = [
     Spec("imdb_simplernn", ["task=imdb_simplernn"], ["best:val/acc", "best_epoch:val/acc", "final:val/acc"],
          {"best:val/acc": (">=", 0.82)}, "Book 6.2: SimpleRNN(32) on the last 500 words (Keras' equations)."),
     Spec("imdb_lstm", ["task=imdb_lstm"], ["best:val/acc", "best_epoch:val/acc", "final:val/acc"],
-         {"best:val/acc": (">=", 0.87)}, "Book 6.2: LSTM(32) with Keras 2.0.8's cell (hard-sigmoid gates)."),
+         {"best:val/acc": (">=", 0.87)}, "Book 6.2: LSTM(32) with Keras 2.0.8's cell (hard-sigmoid gates).", seeds=1),
     Spec("imdb_lstm_torch", ["task=imdb_lstm", "model.layers.1.impl=torch"],
          ["best:val/acc", "best_epoch:val/acc", "final:val/acc"], {"best:val/acc": (">=", 0.87)},
-         "Book 6.2's LSTM with torch's fused `nn.LSTM` (sigmoid gates) instead of Keras' cell."),
+         "Book 6.2's LSTM with torch's fused `nn.LSTM` (sigmoid gates) instead of Keras' cell.", seeds=1),
     Spec("imdb_lstm_reversed", ["task=imdb_lstm_reversed"], ["best:val/acc", "best_epoch:val/acc", "final:val/acc"],
-         {"best:val/acc": (">=", 0.85)}, "Book 6.3: the LSTM on reversed reviews (their first 500 words)."),
+         {"best:val/acc": (">=", 0.85)}, "Book 6.3: the LSTM on reversed reviews (their first 500 words).", seeds=1),
     Spec("imdb_bilstm", ["task=imdb_bilstm"], ["best:val/acc", "best_epoch:val/acc", "final:val/acc"],
          {"best:val/acc": (">=", 0.87)},
-         "Book 6.3: Bidirectional(LSTM(32)), on the reversed reviews as the notebook's cell 52 ran it."),
+         "Book 6.3: Bidirectional(LSTM(32)), on the reversed reviews as the notebook's cell 52 ran it.", seeds=1),
     Spec("imdb_conv1d", ["task=imdb_conv1d"], ["best:val/acc", "best_epoch:val/acc", "final:val/acc",
          "final:val/loss"], {"best:val/acc": (">=", 0.80)},
-         "Book 6.4: a 1D convnet whose last Dense(1) has no sigmoid, its output clipped as Keras' loss does."),
+         "Book 6.4: a 1D convnet whose last Dense(1) has no sigmoid, its output clipped as Keras' loss does.",
+         seeds=1),
     *jena_specs("blocks", "jena_partial_blocks",
                 "the partial Jena copy in six calendar blocks (`data=jena_partial_blocks`: validation and test blocks "
                 "lie between training blocks, inside the season the training rows cover)"),
