@@ -162,6 +162,13 @@ SPECS = [
     *jena_specs("partial", "jena_partial",
                 "the mirror's **partial** Jena copy (rows 4,001-20,002 of 2009, 7 columns) cut by time into halves "
                 "and quarters: validation and test are spring, training winter"),
+    *(Spec(task, [f"task={task}"], ["best:val/acc", "final:test/acc", "final:test/loss", "baseline:majority_acc"], {},
+           f"Book 7.1.2's multi-input pattern on real data: Reuters topic from {what}, each input through its own "
+           "Dense(64) (multi-hot, 10,000 words), concatenated, Dense(64) -> Dense(46); 8 epochs. The three tasks "
+           "run on the same wires and split (Keras' recipe on the raw SGML; the first 1,000 training wires "
+           "validate). The book's listing has no data and prints no result.")
+      for task, what in (("reuters_title_body", "TITLE and BODY"), ("reuters_title_only", "the TITLE alone"),
+                         ("reuters_body_only", "the BODY alone"))),
     Spec("mnist_siamese", ["task=mnist_siamese"], ["best:val/acc", "final:test/acc", "baseline:majority_acc"], {},
          "Book 7.1.5's shared weights on real data: are two MNIST digits the same class? One 5.1 convnet "
          "encoder applied to both images, |a - b|, Dense(64), Dense(1); one pair per image, half same-class, "

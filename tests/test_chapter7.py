@@ -129,3 +129,31 @@ def test_mnist_siamese_learns_same_or_different(tmp_path):
     out = dlwp("train", "task=mnist_siamese", "data.source=synthetic", "data.subset=200", "data.val_size=50",
                "model.inputs=[left,image]", runs=tmp_path / "bad", check=False)  # fmt: skip
     assert out.returncode != 0 and "model.inputs=['left', 'image']: the data provides left, right" in out.stderr
+
+
+# -- several inputs (7.1.2) -------------------------------------------------------------------------
+
+
+def test_each_wire_keeps_its_own_title():
+    from dlwp.data.reuters_raw import parse_wires, wire_titles
+
+    sgml = ("<REUTERS><TOPICS><D>cocoa</D></TOPICS><TEXT><TITLE>BAHIA COCOA REVIEW</TITLE><BODY>Showers."
+            "</BODY></TEXT></REUTERS><REUTERS><TOPICS></TOPICS><TEXT><TITLE>NO TOPIC</TITLE><BODY>x</BODY>"
+            "</TEXT></REUTERS><REUTERS><TOPICS><D>grain</D></TOPICS><TEXT TYPE='UNPROC'><BODY>Wheat.</BODY>"
+            "</TEXT></REUTERS>")  # fmt: skip
+    assert [topic for topic, _ in parse_wires(sgml)] == ["cocoa", "grain"]
+    assert wire_titles(sgml) == ["BAHIA COCOA REVIEW", ""], "a wire without a title does not take the next one's"
+
+
+def test_reuters_title_body_model_reads_both_inputs_and_learns(tmp_path):
+    from dlwp.model.multi_input import MultiInputDense
+
+    net = MultiInputDense(["title", "body"], 20, [4], [3], 2)
+    assert set(net.encoders) == {"title", "body"} and net.encoders["title"] is not net.encoders["body"]
+    with pytest.raises(ConfigError, match=r"model.inputs=\['title', 'body'\]: the data provides title"):
+        net({"title": torch.zeros(1, 20)})
+    dlwp("train", "task=reuters_title_body", "data.source=synthetic", "data.subset=1500", "data.val_size=300",
+         "trainer.max_epochs=4", "data.batch_size=64", runs=tmp_path)  # fmt: skip
+    (run_dir,) = run_dirs(tmp_path, "reuters_title_body")
+    rec = record(run_dir)
+    assert rec["metrics"]["final"]["test/acc"] > rec["baselines"]["majority_acc"] + 0.2

@@ -55,8 +55,38 @@ def parse_wires(sgml: str) -> list[tuple[str, str]]:
     return wires
 
 
-def build(archive: Path) -> tuple[Ragged, np.ndarray, dict[str, int]]:
-    """(word ranks per wire, topic ids, word index) from the Reuters-21578 tarball."""
+def wire_titles(sgml: str) -> list[str]:
+    """The `<TITLE>` of each wire `parse_wires` returns, in the same order: the first title after
+    the wire's `<TOPICS>` and before the body that scan found; "" for a wire without one."""
+    titles = []
+    tag = "<TOPICS>"
+    position = sgml.find(tag)
+    while position >= 0:
+        rest = sgml[position + len(tag) :]
+        if rest[: rest.find("</")]:
+            body, title = rest.find("<BODY>"), rest.find("<TITLE>")
+            found = 0 <= title < (body if body >= 0 else len(rest))
+            titles.append(rest[title + 7 : rest.find("</TITLE>", title)] if found else "")
+        position = sgml.find(tag, position + len(tag))
+    return titles
+
+
+def title_ranks(archive: Path, word_index: dict[str, int]) -> Ragged:
+    """The kept wires' titles (same wires and order as `build`), as ranks of `build`'s word index
+    (the bodies' vocabulary; a title word no body has is dropped)."""
+    texts = read_texts(archive)
+    wires = [wire for number in sorted(texts) for wire in parse_wires(texts[number])]
+    titles = [title for number in sorted(texts) for title in wire_titles(texts[number])]
+    counts: dict[str, int] = {}
+    for topic, _ in wires:
+        counts[topic] = counts.get(topic, 0) + 1
+    kept = [title for (topic, _), title in zip(wires, titles, strict=True) if counts[topic] >= MIN_WIRES_PER_TOPIC]
+    return Ragged.from_lists([[word_index[w] for w in text_to_word_sequence(t) if w in word_index] for t in kept],
+                             dtype=np.int32)  # fmt: skip
+
+
+def read_texts(archive: Path) -> dict[int, str]:
+    """`reut2-NNN.sgm` number -> its text, all 22 of them, from the Reuters-21578 tarball."""
     require_file(archive, "reuters")
     texts: dict[int, str] = {}
     try:
@@ -72,6 +102,12 @@ def build(archive: Path) -> tuple[Ragged, np.ndarray, dict[str, int]]:
             f"reuters: {archive} holds {len(texts)} of the 22 files reut2-000.sgm ... reut2-021.sgm; "
             "it is not the Reuters-21578 distribution. Replace it with a good copy."
         )
+    return texts
+
+
+def build(archive: Path) -> tuple[Ragged, np.ndarray, dict[str, int]]:
+    """(word ranks per wire, topic ids, word index) from the Reuters-21578 tarball."""
+    texts = read_texts(archive)
     wires = [wire for number in sorted(texts) for wire in parse_wires(texts[number])]
     counts: dict[str, int] = {}
     for topic, _ in wires:
