@@ -49,3 +49,32 @@ class MultiOutputDense(nn.Module):
         if self.l2 == 0:
             return None
         return self.l2 * sum(m.weight.square().sum() for m in self.encoder if isinstance(m, nn.Linear))
+
+
+class MultiOutputSequence(nn.Module):
+    """Book 7.1.3's listing shape: a sequence encoder (a `SequenceNet` layer list ending flat, e.g.
+    Embedding -> Conv1D stack -> GlobalMaxPool1D -> Dense) with one Dense head per named output.
+
+    Args:
+        layers: the encoder's layers (see `dlwp.model.sequence`); its last output must be flat.
+        heads: output name -> units.
+        input_length, input_features, init: as `SequenceNet`'s.
+    """
+
+    def __init__(self, layers: list[dict], heads: dict[str, int], input_length: int, input_features: int = 0,
+                 init: Literal["keras", "torch"] = "keras") -> None:  # fmt: skip
+        from dlwp.errors import ConfigError
+        from dlwp.model.sequence import SequenceNet
+
+        super().__init__()
+        self.encoder = SequenceNet(layers, input_length, input_features, init)
+        if len(self.encoder.out_shape) != 1:
+            raise ConfigError(f"model.layers end with shape {list(self.encoder.out_shape)}: the heads need a flat "
+                              "encoding (end with globalmaxpool1d, flatten or a dense layer)")  # fmt: skip
+        self.heads = nn.ModuleDict({name: nn.Linear(self.encoder.out_shape[0], units) for name, units in heads.items()})
+        if init == "keras":
+            keras_init_(self.heads)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        shared = self.encoder(x)
+        return {name: head(shared) for name, head in self.heads.items()}
