@@ -56,13 +56,13 @@ JENA_MODELS = (
 )
 
 
-def jena_specs(suffix: str, data: str, about: str) -> list[Spec]:
+def jena_specs(suffix: str, data: str, about: str, finding: str) -> list[Spec]:
     """Book 6.3/6.4 on one variant of the Jena data: the naive forecast as an evaluated network,
     then each model, with the naive forecast of the same windows beside it."""
     naive = Spec(f"jena_naive_{suffix}", ["task=jena_naive", f"data={data}"],
                  ["final:val/mae", "baseline:naive_val_mae_degC", "final:test/mae", "baseline:naive_train_mae"], {},
                  f"Book 6.3's common-sense forecast, evaluated (`trainer.max_epochs=0`), on {about}. Its val MAE is "
-                 "the data module's hand-written baseline. Deterministic: one run.", seeds=1)  # fmt: skip
+                 f"the data module's hand-written baseline. Deterministic: one run. {finding}", seeds=1)  # fmt: skip
     metrics = [
         "best:val/mae",
         "best_degC:val/mae",
@@ -158,10 +158,17 @@ SPECS = [
          seeds=1),
     *jena_specs("blocks", "jena_partial_blocks",
                 "the partial Jena copy in six calendar blocks (`data=jena_partial_blocks`: validation and test blocks "
-                "lie between training blocks, inside the season the training rows cover)"),
+                "lie between training blocks, inside the season the training rows cover)",
+                "What these runs show: every model learns (its training MAE ends far below the naive forecast's on "
+                "the training windows, `baseline:naive_train_mae`), but none beats the naive forecast on validation; "
+                "each is best after an epoch or two and overfits after. 5,916 overlapping training windows (about "
+                "61 days) are too few for the book's models; on the book's 2009-2016 file they train on 1,389 "
+                "days. The ordering the book reports is not reproduced here and is not claimed."),
     *jena_specs("partial", "jena_partial",
                 "the mirror's **partial** Jena copy (rows 4,001-20,002 of 2009, 7 columns) cut by time into halves "
-                "and quarters: validation and test are spring, training winter"),
+                "and quarters: validation and test are spring, training winter",
+                "Why the calendar blocks above exist: here validation targets sit 2.9 training standard deviations "
+                "above the training mean, and the models' validation MAE is twice the naive forecast's."),
     *(Spec(task, [f"task={task}"], ["best:val/acc", "final:test/acc", "final:test/loss", "baseline:majority_acc"], {},
            f"Book 7.1.2's multi-input pattern on real data: Reuters topic from {what}, each input through its own "
            "Dense(64) (multi-hot, 10,000 words), concatenated, Dense(64) -> Dense(46); 8 epochs. The three tasks "
