@@ -156,6 +156,10 @@ SPECS = [
          "final:val/loss"], {"best:val/acc": (">=", 0.80)},
          "Book 6.4: a 1D convnet whose last Dense(1) has no sigmoid, its output clipped as Keras' loss does.",
          seeds=1),
+    Spec("imdb_conv1d_tensorboard", ["task=imdb_conv1d_tensorboard"], ["best:val/acc", "best_epoch:val/acc",
+         "final:val/acc", "final:test/acc"], {},
+         "Book 7.2.2's TensorBoard demo (num_words 2000, 20 epochs, ReduceLROnPlateau as the schedule), logged to "
+         "TensorBoard with weight and activation histograms; the book shows screenshots, no numbers.", seeds=1),
     *jena_specs("blocks", "jena_partial_blocks",
                 "the partial Jena copy in six calendar blocks (`data=jena_partial_blocks`: validation and test blocks "
                 "lie between training blocks, inside the season the training rows cover)",

@@ -207,8 +207,9 @@ def imdb_data(tmp_path_factory) -> Path | None:
         ("imdb_embedding", 8000, ["trainer.max_epochs=6"]),
         ("imdb_lstm", 2000, ["data.maxlen=80", "trainer.max_epochs=4", "model.layers.1.impl=torch"]),
         ("imdb_conv1d", 4000, ["data.maxlen=150", "trainer.max_epochs=4", "task.optimizer.lr=1e-3"]),
+        ("imdb_conv1d_tensorboard", 4000, ["data.maxlen=150", "trainer.max_epochs=4"]),  # book 7.2.2
     ],
-    ids=["embedding", "lstm-torch", "conv1d"],
+    ids=["embedding", "lstm-torch", "conv1d", "conv1d-tensorboard"],
 )
 def test_imdb_sequence_tasks_learn_on_real_reviews(task, subset, extra, imdb_data, tmp_path):
     if imdb_data is None:
