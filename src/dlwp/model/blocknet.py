@@ -19,7 +19,6 @@ An unknown type or argument fails at start-up with the valid ones.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -28,7 +27,8 @@ from torch import nn
 
 from dlwp.errors import ConfigError
 from dlwp.model.blocks import ConvBN, InceptionModule, ResidualBlock, batch_norm
-from dlwp.model.init import keras_init_
+from dlwp.model.init import initialise_
+from dlwp.model.layer_list import build_entry
 from dlwp.model.sequence import Dense, Flatten
 
 
@@ -127,32 +127,17 @@ class BlockNet(nn.Module):
             modules.append(module.train())
         self.layers = nn.Sequential(*modules)
         self.out_shape = tuple(probe.shape[1:])
-        if init == "keras":
-            keras_init_(self)
-        elif init != "torch":
-            raise ConfigError(f"model.init={init!r}: choose keras or torch")
+        initialise_(self, init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x)
 
 
 def _build(spec: dict[str, Any], probe: torch.Tensor, bn: str, where: str) -> nn.Module:
-    kind = spec.pop("type", None)
-    if kind not in LAYERS:
-        raise ConfigError(f"{where}: type {kind!r} is not a layer; choose from {', '.join(LAYERS)}")
-    builder = LAYERS[kind]
-    params = list(inspect.signature(builder).parameters)[2:]
-    unknown = [k for k in spec if k not in params]
-    if unknown:
-        names = ", ".join(map(repr, unknown))
-        raise ConfigError(f"{where}: {kind} has no argument {names}; it takes {', '.join(params)}")
-    flat = probe.dim() == 2
-    if (kind in FLAT_ONLY and not flat) or (kind not in FLAT_ONLY + EITHER and flat):
+    kind, flat = spec.get("type"), probe.dim() == 2
+    if kind in LAYERS and ((kind in FLAT_ONLY and not flat) or (kind not in FLAT_ONLY + EITHER and flat)):
         need = "[features] (after flatten or global_avgpool)" if kind in FLAT_ONLY else "an image [channels, h, w]"
         raise ConfigError(f"{where}: {kind} needs {need} as input, but gets shape {list(probe.shape[1:])}")
     if probe.dim() == 4 and min(probe.shape[2:]) < 1:
         raise ConfigError(f"{where}: the image has shrunk to {list(probe.shape[1:])}")
-    try:
-        return builder(probe.shape[1], bn, **spec)
-    except TypeError as err:  # a required argument left out
-        raise ConfigError(f"{where}: {kind}: {err}") from err
+    return build_entry(spec, LAYERS, where, probe.shape[1], bn)

@@ -20,3 +20,14 @@ def keras_init_(module: nn.Module) -> nn.Module:
         elif isinstance(layer, nn.Embedding):
             nn.init.uniform_(layer.weight, -0.05, 0.05)
     return module
+
+
+def initialise_(module: nn.Module, init: str) -> nn.Module:
+    """`model.init`: keras (`keras_init_`) or torch (each layer's own defaults, left as built)."""
+    if init == "keras":
+        return keras_init_(module)
+    if init != "torch":
+        from dlwp.errors import ConfigError
+
+        raise ConfigError(f"model.init={init!r}: choose keras or torch")
+    return module

@@ -17,7 +17,6 @@ last time step, nothing learned). An unknown type or argument fails at start-up 
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections.abc import Callable
 from typing import Any
@@ -26,7 +25,8 @@ import torch
 from torch import nn
 
 from dlwp.errors import ConfigError
-from dlwp.model.init import keras_init_
+from dlwp.model.init import initialise_
+from dlwp.model.layer_list import build_entry
 from dlwp.model.recurrent import Recurrent
 
 Shape = tuple[int, ...]
@@ -208,30 +208,14 @@ class SequenceNet(nn.Module):
             modules.append(module)
         self.layers = nn.Sequential(*modules)
         self.out_shape = shape
-        if init == "keras":
-            keras_init_(self)
-        elif init != "torch":
-            raise ConfigError(f"model.init={init!r}: choose keras or torch")
+        initialise_(self, init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x)
 
 
 def _build(spec: dict[str, Any], shape: Shape, where: str) -> tuple[nn.Module, Shape]:
-    kind = spec.pop("type", None)
-    if kind not in LAYERS:
-        raise ConfigError(f"{where}: type {kind!r} is not a layer; choose from {', '.join(LAYERS)}")
-    builder = LAYERS[kind]
-    params = list(inspect.signature(builder).parameters)[1:]
-    unknown = [k for k in spec if k not in params]
-    if unknown:
-        raise ConfigError(
-            f"{where}: {kind} has no argument {', '.join(map(repr, unknown))}; it takes {', '.join(params)}"
-        )
-    try:
-        return builder(shape, **spec)
-    except TypeError as err:  # a required argument left out
-        raise ConfigError(f"{where}: {kind}: {err}") from err
+    return build_entry(spec, LAYERS, where, shape)
 
 
 def _needs_time(shape: Shape, kind: str) -> None:
