@@ -33,7 +33,7 @@ from dlwp.data.batches import TensorBatches
 
 TIMEOUT = 240  # seconds for one distributed command; they take 15-60 s here
 DDP = ("trainer=ddp_cpu", "trainer.devices=2")
-RANK0_FILES = {"run.json", "config.yaml", "metrics.csv", "checkpoints", "train.log", "git.diff"}
+RANK0_FILES = {"run.json", "config.yaml", "metrics.csv", "model_summary.txt", "checkpoints", "train.log", "git.diff"}
 RANK1_LOG = "train_ddp_process_1.log"  # Hydra's log of the worker Lightning starts: rank 1's only file
 
 

@@ -120,16 +120,12 @@ def test_imdb_multi_output_beats_each_heads_baseline(data_args, tmp_path):
     assert final["test/rating_class/acc"] > base["rating_class/majority_acc"] + 0.03
 
 
-def test_imdb_multi_output_with_the_conv1d_encoder_learns_every_head(tmp_path):
+def test_imdb_multi_output_with_the_conv1d_encoder_learns_every_head(data_args, tmp_path):
     """Book 7.1.3's listing shape (a 1D-convnet encoder, one head per output) on real reviews."""
-    if not (MIRROR / "imdb" / "aclImdb_v1_labeled.tar.gz").is_file():
+    if data_args["imdb"] == ["data.source=synthetic"]:
         pytest.skip("the data mirror's IMDB reviews are absent")
-    data = tmp_path / "data" / "imdb"
-    data.mkdir(parents=True)
-    (data / "aclImdb_v1.tar.gz").symlink_to(MIRROR / "imdb" / "aclImdb_v1_labeled.tar.gz")
-    (data / "imdb_word_index.json").symlink_to(MIRROR / "imdb" / "imdb_word_index.json")
     dlwp("train", "task=imdb_multi_output_conv1d", "data.subset=4000", "data.maxlen=150", "trainer.max_epochs=4",
-         "task.optimizer.lr=1e-3", f"paths.data_dir={tmp_path / 'data'}", runs=tmp_path)  # fmt: skip
+         "task.optimizer.lr=1e-3", *data_args["imdb"], runs=tmp_path)  # fmt: skip
     (run_dir,) = run_dirs(tmp_path, "imdb_multi_output_conv1d")
     rec = _learned(run_dir)
     final, base = rec["metrics"]["final"], rec["baselines"]
