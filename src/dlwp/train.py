@@ -98,9 +98,7 @@ def evaluate_untrained(trainer, module, datamodule, history) -> None:
 
     if "val" not in datamodule.splits:
         return
-    validated = trainer.validate(module, datamodule=datamodule, verbose=False)
-    row = {"epoch": 0} | {k: round(float(v), 7) for k, v in sorted(validated[0].items()) if k.startswith("val/")}
-    history.rows = [row]
+    history.rows = [{"epoch": 0} | validation_metrics(trainer, module, datamodule)]
     if trainer.is_global_zero:
         write_metrics_csv(history.path, history.rows)
 
@@ -115,9 +113,14 @@ def early_stopping_summary(trainer, module, datamodule) -> dict[str, Any] | None
         return None
     summary = stopping.summary()
     if stopping.restored and "val" in datamodule.splits:
-        validated = trainer.validate(module, datamodule=datamodule, verbose=False)
-        summary["restored_val"] = {k: round(float(v), 7) for k, v in validated[0].items() if k.startswith("val/")}
+        summary["restored_val"] = validation_metrics(trainer, module, datamodule)
     return summary
+
+
+def validation_metrics(trainer, module, datamodule) -> dict[str, float]:
+    """One validation pass of the network as it is now: its `val/*` metrics, rounded as recorded."""
+    validated = trainer.validate(module, datamodule=datamodule, verbose=False)
+    return {k: round(float(v), 7) for k, v in sorted(validated[0].items()) if k.startswith("val/")}
 
 
 def quiet_lightning() -> None:
