@@ -76,6 +76,47 @@ def test_the_dropout_path_with_masks_of_ones_equals_the_fused_path(kind, monkeyp
     assert torch.allclose(layer.train()(x, return_sequences=True), fused, atol=1e-12)
 
 
+@pytest.mark.parametrize("activation", ["tanh", "relu"])
+@pytest.mark.parametrize("dropout", [0.0, 0.4])
+@pytest.mark.parametrize("return_sequences", [True, False])
+def test_gru_scan_gives_autograd_s_values_and_gradients(activation, dropout, return_sequences, monkeypatch):
+    """KerasGRUScan's hand-written BPTT against autograd through the per-step GRU (same masks)."""
+    torch.manual_seed(0)
+    layer = KerasRecurrent("gru", 5, 4, dropout=dropout, recurrent_dropout=dropout, activation=activation).double()
+    with torch.no_grad():
+        layer.bias.uniform_(-0.5, 0.5)
+    x = torch.randn(3, 7, 5, dtype=torch.float64, requires_grad=True)
+    masks = {w: (torch.rand(3, 3, w, dtype=torch.float64) > dropout) / (1 - dropout) for w in (5, 4)}
+    weight = torch.randn(3, 7, 4, dtype=torch.float64) if return_sequences else torch.randn(3, 4, dtype=torch.float64)
+    results = []
+    for scan in (True, False):
+        # the reference always takes the per-step path with masks (of ones without dropout): its
+        # clamp is exact, while torch's hardsigmoid backward uses a float32 1/6 even in float64
+        def fixed_masks(like, width, rate, scan=scan):
+            return masks[width] if rate > 0 or not scan else None
+
+        monkeypatch.setattr(layer, "_masks", fixed_masks)
+        monkeypatch.setattr(layer, "use_scan", scan)
+        out = layer(x, return_sequences=return_sequences)
+        grads = torch.autograd.grad((out * weight).sum(), [x, *layer.parameters()])
+        results.append((out.detach(), grads))
+    (out_scan, grads_scan), (out_ref, grads_ref) = results
+    torch.testing.assert_close(out_scan, out_ref, rtol=1e-10, atol=1e-12)
+    for got, want in zip(grads_scan, grads_ref, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-11)
+
+
+def test_gru_scan_passes_gradcheck():
+    from dlwp.model.gru_scan import KerasGRUScan
+
+    torch.manual_seed(1)
+    xp = torch.randn(2, 5, 9, dtype=torch.float64, requires_grad=True)
+    u = (0.5 * torch.randn(3, 9, dtype=torch.float64)).requires_grad_()
+    masks = (torch.rand(3, 2, 3, dtype=torch.float64) > 0.3).double()
+    for m in (None, masks):
+        assert torch.autograd.gradcheck(lambda a, b, m=m: KerasGRUScan.apply(a, b, m, False), (xp, u))
+
+
 def test_keras_initialisation_forget_bias_orthogonal_recurrent_kernels():
     lstm = KerasRecurrent("lstm", 10, 8)
     assert torch.equal(lstm.bias, torch.cat([torch.zeros(8), torch.ones(8), torch.zeros(16)]))  # unit_forget_bias

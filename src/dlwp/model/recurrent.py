@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dlwp.errors import ConfigError
+from dlwp.model.gru_scan import KerasGRUScan
 
 Kind = Literal["simplernn", "lstm", "gru"]
 GATES = {"simplernn": 1, "lstm": 4, "gru": 3}
@@ -54,12 +55,14 @@ class KerasRecurrent(nn.Module):
     """One Keras 2.0.8 recurrent layer; weights as Keras stores them: `kernel` [in, gates*units],
     `recurrent_kernel` [units, gates*units], `bias` [gates*units]."""
 
+    use_scan = True  # GRU with dropout: KerasGRUScan's hand-written BPTT; False = autograd per step
+
     def __init__(self, kind: Kind, in_features: int, units: int, dropout: float = 0.0,
                  recurrent_dropout: float = 0.0, activation: str = "tanh") -> None:  # fmt: skip
         super().__init__()
         self.kind, self.units = kind, units
         self.dropout, self.recurrent_dropout = dropout, recurrent_dropout
-        self.activation = _activation(activation)
+        self.activation, self.relu = _activation(activation), activation == "relu"
         gates = GATES[kind]
         self.kernel = nn.Parameter(torch.empty(in_features, gates * units))
         self.recurrent_kernel = nn.Parameter(torch.empty(units, gates * units))
@@ -83,6 +86,8 @@ class KerasRecurrent(nn.Module):
         units, gates = self.units, GATES[self.kind]
         in_masks = self._masks(x, features, self.dropout)
         rec_masks = self._masks(x, units, self.recurrent_dropout)
+        if self.kind == "gru" and self.use_scan and (in_masks is not None or rec_masks is not None):
+            return self._gru_scan(x, in_masks, rec_masks, return_sequences)
         if rec_masks is None and in_masks is None:  # the common case: a few fused ops a step
             kernel, recurrent, bias, step = self._fused()
             projected = torch.addmm(bias, x.reshape(-1, features), kernel).view(batch, steps, gates * units)
@@ -105,6 +110,23 @@ class KerasRecurrent(nn.Module):
             if return_sequences:
                 outputs.append(h)
         return torch.stack(outputs, dim=1) if return_sequences else h
+
+    def _gru_scan(self, x, in_masks, rec_masks, return_sequences):
+        """The GRU with dropout through `KerasGRUScan` (hand-written BPTT, x1.5 on 2 CPU cores)."""
+        batch, steps, features = x.shape
+        n = self.units
+        scale = torch.ones(3 * n, dtype=x.dtype, device=x.device)
+        scale[: 2 * n] = 1.2  # Keras' hard_sigmoid(x) is torch's hardsigmoid(1.2 x)
+        if in_masks is None:
+            projected = torch.addmm(self.bias * scale, x.reshape(-1, features), self.kernel * scale)
+        else:  # a different mask per gate: each gate's projection of its own masked input
+            kernel = self.kernel * scale
+            parts = [(x * in_masks[g][:, None, :]).reshape(-1, features) @ kernel[:, g * n : (g + 1) * n]
+                     for g in range(3)]  # fmt: skip
+            projected = torch.cat(parts, dim=-1) + self.bias * scale
+        out = KerasGRUScan.apply(projected.view(batch, steps, 3 * n), self.recurrent_kernel * scale,
+                                 rec_masks, self.relu)  # fmt: skip
+        return out if return_sequences else out[:, -1]
 
     def _fused(self):
         """(kernel, recurrent kernel, bias, step) for steps without dropout, in as few ops as the
