@@ -22,6 +22,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from dlwp.allocator import allocator_state
+
 PACKAGES = (
     "dlwp", "torch", "torchvision", "lightning", "torchmetrics", "hydra-core", "omegaconf",
     "numpy", "scikit-learn", "wandb", "dvc", "optuna",
@@ -84,6 +86,7 @@ def device_info(accelerator: str | None = None) -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "cuda_available": torch.cuda.is_available(),
+        "allocator": allocator_state(),
     }
     if torch.cuda.is_available():
         info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]

@@ -148,6 +148,10 @@ class TrainerConfig:
     flush_denormal: bool = True
     """CPU: denormal floats (|x| < 1.2e-38) count as zero, as in TensorFlow; the optimiser states of
     dead units otherwise decay into the ~14x slower denormal range (dlwp.trainer.flush_denormals)."""
+    keep_freed_memory: bool = True
+    """CPU: glibc's malloc keeps freed blocks for the next step instead of unmapping them, so a
+    convnet step no longer page-faults on every fresh activation (x1.4 for cats_dogs_scratch on 2
+    cores, docs/PERFORMANCE.md; dlwp.allocator). Process-wide, and it stays on once set."""
     accumulate_grad_batches: int = 1
     """Sum the gradients of this many batches before each optimiser step (dlwp's own, as dlwp tasks
     optimise manually)."""
@@ -211,10 +215,24 @@ class HistogramsConfig:
 
 
 @dataclass
+class SamplesConfig:
+    """Book 8.1: text sampled from a next-character model after every epoch, to the run's
+    `samples/` folder and trackers (dlwp.callbacks.text_samples)."""
+
+    enabled: bool = False
+    temperatures: list[float] = field(default_factory=lambda: [0.2, 0.5, 1.0, 1.2])
+    """The book's four; 0 means the most likely character every time."""
+    length: int = 400
+    """Characters generated per temperature."""
+    every_n_epochs: int = 1
+
+
+@dataclass
 class CallbacksConfig:
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
     histograms: HistogramsConfig = field(default_factory=HistogramsConfig)
+    samples: SamplesConfig = field(default_factory=SamplesConfig)
 
 
 @dataclass
@@ -313,6 +331,19 @@ class EvalConfig:
     paths: PathsConfig = field(default_factory=PathsConfig)
     data: dict[str, Any] = field(default_factory=dict)
     """Overrides for the checkpoint's data config (e.g. `+data.subset=500`)."""
+
+
+@dataclass
+class GenerateConfig:
+    ckpt_path: str = MISSING
+    """A checkpoint file or a run directory (its best checkpoint) of a generative task."""
+    temperature: float = 0.5
+    """Sampling temperature: softmax(logits / T); 0 = the argmax."""
+    length: int = 400
+    seed_text: str | None = None
+    """At least the model's window of characters; None = a window from a random place in the corpus."""
+    seed: int = 0
+    paths: PathsConfig = field(default_factory=PathsConfig)
 
 
 @dataclass
@@ -448,6 +479,7 @@ def register() -> None:
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
     cs.store(name="eval_schema", node=EvalConfig)
+    cs.store(name="generate_schema", node=GenerateConfig)
     cs.store(name="ensemble_schema", node=EnsembleConfig)
     cs.store(name="visualize_schema", node=VisualizeConfig)
     cs.store(name="dream_schema", node=DreamConfig)

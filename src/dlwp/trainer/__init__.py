@@ -9,6 +9,8 @@ from typing import Any
 import lightning as L
 from omegaconf import OmegaConf
 
+from dlwp.allocator import keep_freed_memory
+
 
 def trainer_kwargs(trainer_cfg) -> dict[str, Any]:
     """The config as Trainer keyword arguments; `None` means "Lightning's default"."""
@@ -16,6 +18,7 @@ def trainer_kwargs(trainer_cfg) -> dict[str, Any]:
     kwargs.pop("accumulate_grad_batches", None)  # dlwp's own (tasks optimise manually): see BookTask.optimise
     kwargs.pop("channels_last", None)  # dlwp's own: see BookTask.use_channels_last
     kwargs.pop("flush_denormal", None)  # dlwp's own: see flush_denormals
+    kwargs.pop("keep_freed_memory", None)  # dlwp's own: see dlwp.allocator
     # Batches are split over processes by dlwp (dlwp.data.batches), never by a DistributedSampler.
     kwargs["use_distributed_sampler"] = False
     return {k: v for k, v in kwargs.items() if v is not None}
@@ -55,6 +58,8 @@ def build_trainer(cfg, run_dir: Path, callbacks: list, loggers: list) -> L.Train
         ) from err
     keep_fresh_memory_unfilled()
     flush_denormals(bool(cfg.trainer.get("flush_denormal", True)))  # a partial config gets the default
+    if cfg.trainer.get("keep_freed_memory", True):
+        keep_freed_memory()
     return trainer
 
 
