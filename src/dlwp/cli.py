@@ -50,6 +50,14 @@ COMMANDS: tuple[Command, ...] = (
         "dlwp.evaluate:evaluate",
         hydra=True,
     ),
+    Command(
+        "generate",
+        "ckpt_path=PATH [temperature=T length=N seed_text=... seed=S]",
+        "sample text from a trained character model (book 8.1)",
+        "dlwp.generate:generate",
+        hydra=True,
+        examples=("dlwp generate ckpt_path=runs/nietzsche_char_lstm/<run> temperature=0.5 length=400",),
+    ),
     Command("tasks", "", "list the book tasks with their section, dataset and book result", "dlwp.catalog:main"),
     Command(
         "ensemble",

@@ -11,6 +11,7 @@ from dlwp.callbacks.early_stopping import EarlyStoppingRestoringBest
 from dlwp.callbacks.histograms import Histograms, RunImages
 from dlwp.callbacks.history import EpochHistory
 from dlwp.callbacks.progress import ThrottledProgressBar
+from dlwp.callbacks.text_samples import TextSamples
 
 
 def build_callbacks(cfg, run_dir: Path, history: EpochHistory) -> list[Callback]:
@@ -44,6 +45,15 @@ def build_callbacks(cfg, run_dir: Path, history: EpochHistory) -> list[Callback]
 
             raise ConfigError(f"callbacks.histograms.every_n_epochs={histograms.every_n_epochs}: give 1 or more")
         callbacks.append(Histograms(histograms.every_n_epochs, histograms.activations))
+    samples = cfg.callbacks.samples
+    if samples.enabled:
+        if samples.every_n_epochs < 1 or samples.length < 0 or any(t < 0 for t in samples.temperatures):
+            from dlwp.errors import ConfigError
+
+            raise ConfigError(f"callbacks.samples: every_n_epochs={samples.every_n_epochs} (>= 1), length="
+                              f"{samples.length} (>= 0), temperatures={list(samples.temperatures)} (>= 0)")  # fmt: skip
+        callbacks.append(TextSamples(run_dir, list(samples.temperatures), samples.length, samples.every_n_epochs,
+                                     seed=int(cfg.seed)))  # fmt: skip
     return callbacks
 
 
@@ -54,5 +64,5 @@ def default_mode(monitor: str) -> str:
     return "min" if monitor.rsplit("/", 1)[-1].endswith(LOWER_IS_BETTER) else "max"
 
 
-__all__ = ["EarlyStoppingRestoringBest", "EpochHistory", "Histograms", "RunImages", "ThrottledProgressBar",
-           "build_callbacks"]  # fmt: skip
+__all__ = ["EarlyStoppingRestoringBest", "EpochHistory", "Histograms", "RunImages", "TextSamples",
+           "ThrottledProgressBar", "build_callbacks"]  # fmt: skip

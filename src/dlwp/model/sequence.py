@@ -8,7 +8,7 @@ to the next, so only what Keras' call would say is written:
       - {type: lstm, units: 32}
       - {type: dense, units: 1}
 
-Layers work on `[batch, time, features]` as Keras' do. Types: embedding, flatten, dense, dropout,
+Layers work on `[batch, time, features]` as Keras' do. Types: one_hot, embedding, flatten, dense, dropout,
 conv1d, maxpool1d, globalmaxpool1d, simplernn, lstm, gru, bidirectional (`layer: {type: lstm, ...}`)
 probability (book 6.4's `Dense(1)` with no sigmoid: its output *is* the probability, clipped
 as Keras' loss clips it) and last_step (book 6.3's common-sense forecast: one feature of the
@@ -31,6 +31,18 @@ from dlwp.model.recurrent import Recurrent
 
 Shape = tuple[int, ...]
 """One sample's shape without the batch: (time, features) or (features,)."""
+
+
+class OneHot(nn.Module):
+    """Integer codes `[batch, time]` -> one-hot floats `[batch, time, num_classes]` (book 8.1's input,
+    built per batch instead of as one dataset-sized array)."""
+
+    def __init__(self, num_classes: int) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.one_hot(x, self.num_classes).float()
 
 
 class Flatten(nn.Module):
@@ -102,6 +114,12 @@ class LastStep(nn.Module):
 # -- builders: (shape in, Keras arguments) -> (module, shape out) ---------------------------------
 
 
+def _one_hot(shape: Shape, num_classes: int) -> tuple[nn.Module, Shape]:
+    if len(shape) != 1:
+        raise ConfigError(f"one_hot reads integer codes [time], but gets shape {list(shape)}")
+    return OneHot(num_classes), (*shape, num_classes)
+
+
 def _embedding(shape: Shape, input_dim: int, output_dim: int, trainable: bool = True) -> tuple[nn.Module, Shape]:
     layer = nn.Embedding(input_dim, output_dim)
     layer.weight.requires_grad_(trainable)
@@ -167,6 +185,7 @@ def _probability(shape: Shape) -> tuple[nn.Module, Shape]:
 
 
 LAYERS: dict[str, Callable[..., tuple[nn.Module, Shape]]] = {
+    "one_hot": _one_hot,
     "embedding": _embedding,
     "flatten": _flatten,
     "dense": _dense,

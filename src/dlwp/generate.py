@@ -1,0 +1,51 @@
+"""`dlwp generate`: sample from a trained generative checkpoint (book 8.1's text model), seeded.
+
+The checkpoint's own config rebuilds its data module (for the vocabulary and the corpus) and its
+network; a checkpoint of a task that generates nothing is an error that says which tasks do.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from dlwp import checkpoints
+from dlwp.errors import ConfigError
+
+
+def generate(cfg: DictConfig) -> dict[str, Any]:
+    from dlwp.config import to_plain
+    from dlwp.data.nietzsche import CharWindowsDataModule
+    from dlwp.evaluate import load_model
+    from dlwp.sampling import sample_text
+
+    path = checkpoints.resolve(cfg.ckpt_path, Path(cfg.paths.runs_dir), task="", prefer="best")
+    task_cfg, datamodule, module = load_model(path, paths=to_plain(cfg.paths, resolve=True))
+    if not isinstance(datamodule, CharWindowsDataModule):
+        raise ConfigError(f"{path} is a checkpoint of {task_cfg.task.name!r}, which generates nothing: `dlwp "
+                          "generate` samples text from a character model (task=nietzsche_char_lstm)")  # fmt: skip
+    if cfg.length < 0 or cfg.temperature < 0:
+        raise ConfigError(f"length={cfg.length}, temperature={cfg.temperature}: both must be >= 0")
+    datamodule.setup("fit")
+    if cfg.seed_text is None:  # as the book: a window from a random place in the corpus (seeded)
+        import torch
+
+        codes = datamodule._codes["cpu"]
+        start = int(torch.randint(0, len(codes) - datamodule.maxlen - 1, (1,),
+                                  generator=torch.Generator().manual_seed(cfg.seed)))  # fmt: skip
+        seed_codes = codes[start : start + datamodule.maxlen]
+    else:
+        seed_codes = datamodule.encode(cfg.seed_text)
+        if len(seed_codes) < datamodule.maxlen:
+            raise ConfigError(f"seed_text has {len(seed_codes)} characters; the model reads windows of "
+                              f"{datamodule.maxlen}: give at least that many")  # fmt: skip
+    seed_text = "".join(datamodule.chars[c] for c in seed_codes.tolist())
+    [text] = sample_text(module.network, seed_codes, cfg.length, [cfg.temperature], datamodule.chars,
+                         datamodule.maxlen, seed=cfg.seed)  # fmt: skip
+    print(seed_text + text)
+    print(f"dlwp generate: {task_cfg.task.name} checkpoint {path}, temperature {cfg.temperature}, seed {cfg.seed}",
+          file=sys.stderr)  # fmt: skip
+    return {"seed_text": seed_text, "text": text}
