@@ -3,6 +3,8 @@ task and `dlwp generate`."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -126,3 +128,65 @@ def test_generate_refuses_a_checkpoint_that_generates_nothing(tmp_path):
     (run_dir,) = run_dirs(tmp_path, "digits_dense")
     with pytest.raises(ConfigError, match="'digits_dense', which generates nothing"):
         generate_in_process(f"ckpt_path={run_dir}", f"paths.runs_dir={tmp_path}")
+
+
+# -- 8.4: the VAE ---------------------------------------------------------------------------------
+
+
+def test_vae_has_the_book_s_size_and_keras_same_padding():
+    from dlwp.model.vae import VAE
+
+    net = VAE([1, 28, 28])
+    assert sum(p.numel() for p in net.parameters()) == 550_629, "the book's summary"
+    x = torch.zeros(1, 1, 28, 28)
+    x[..., 0, 0] = 1.0  # Keras' stride-2 'same' pads right/bottom only: output (0, 0) reads rows/columns 0-2
+    conv1 = nn.functional.relu(net.encoder.conv1(x))
+    out = net.encoder.conv2(nn.functional.pad(conv1, (0, 1, 0, 1)))
+    assert out.shape[-2:] == (14, 14)
+    assert net.decoder(torch.zeros(3, 2)).shape == (3, 1, 28, 28)
+
+
+def test_vae_loss_is_the_book_s_and_sampling_follows_the_option():
+    from dlwp.model.vae import VAE
+    from dlwp.task.vae import VAETask
+
+    task = VAETask(VAE([1, 28, 28]), seed=0)
+    x = torch.rand(4, 1, 28, 28)
+    outputs = {"logits": torch.randn(4, 1, 28, 28) * 3, "z_mean": torch.randn(4, 2), "z_log_var": torch.randn(4, 2)}
+    p = torch.sigmoid(outputs["logits"]).clamp(1e-7, 1 - 1e-7).double().numpy().ravel()
+    t = x.double().numpy().ravel()
+    xent = -(t * np.log(p) + (1 - t) * np.log(1 - p)).mean()  # K.flatten + binary_crossentropy
+    m, v = outputs["z_mean"].double().numpy(), outputs["z_log_var"].double().numpy()
+    kl = -5e-4 * (1 + v - m**2 - np.exp(v)).mean(axis=-1)
+    loss = task.objective(outputs, x, task.train_metrics)
+    assert abs(float(loss) - (xent + kl).mean()) < 1e-5
+    for sampling, std in (("book", 4.0), ("standard", 2.0)):  # z_log_var = log 4: exp(v) = 4, exp(v / 2) = 2
+        net = VAE([1, 28, 28], sampling=sampling)
+        # stubs: an encoder that ignores the pixels, a decoder that hands back the sampled z
+        net.encoder.forward = lambda x: (torch.zeros(len(x), 2), torch.full((len(x), 2), math.log(4.0)))
+        net.decoder = nn.Identity()
+        z = [net(torch.zeros(20000, 1, 1, 1))["logits"]]
+        assert abs(float(z[0].std()) - std) < 0.1
+
+
+def test_mnist_vae_learns_draws_its_latent_grid_and_decodes_points(mnist_data_dir, tmp_path):
+    """Book 8.4 on 2,000 real digits, 2 epochs: the validation loss falls below the loss of the
+    mean training image (a reconstruction that ignores its input); figure 8.14's grid is written;
+    `dlwp generate` decodes given latent points."""
+    dlwp("train", "task=mnist_vae", f"paths.data_dir={mnist_data_dir}", "data.subset=2000", "trainer.max_epochs=2",
+         runs=tmp_path)  # fmt: skip
+    (run_dir,) = run_dirs(tmp_path, "mnist_vae")
+    rows, rec = metric_rows(run_dir), record(run_dir)
+    assert rows[-1]["val/loss"] < rows[0]["val/loss"]
+    assert rec["metrics"]["best"]["val/loss"]["value"] < rec["baselines"]["mean_image_bce"] - 0.015
+    from PIL import Image
+
+    with Image.open(run_dir / "latent_grid.png") as grid:
+        assert grid.size == (15 * 28, 15 * 28)
+    out = generate_in_process(f"ckpt_path={run_dir}", f"paths.data_dir={mnist_data_dir}",
+                              f"paths.runs_dir={tmp_path}", "latent=[[0,0],[1,-1],[-2,2]]",
+                              f"out={tmp_path / 'decoded.png'}")  # fmt: skip
+    with Image.open(out["image"]) as decoded:
+        assert decoded.size == (3 * 28, 28)
+    with pytest.raises(ConfigError, match="give points of 2 numbers each"):
+        generate_in_process(f"ckpt_path={run_dir}", f"paths.runs_dir={tmp_path}", "latent=[[0,0,1]]")

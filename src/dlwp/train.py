@@ -310,7 +310,8 @@ def data_record(cfg: DictConfig, datamodule, run_dir: Path | None = None) -> dic
 def run_baselines(module, datamodule) -> dict[str, float]:
     """The task's trivial baselines on the test split (or validation, without one), and the data's."""
     evaluated = "test" if "test" in datamodule.splits else "val" if "val" in datamodule.splits else None
-    found = module.baselines(datamodule.targets("train"), datamodule.targets(evaluated)) if evaluated else {}
+    part = datamodule.inputs if getattr(module, "baselines_of", "targets") == "inputs" else datamodule.targets
+    found = module.baselines(part("train"), part(evaluated)) if evaluated else {}
     return found | datamodule.baselines()
 
 

@@ -343,6 +343,10 @@ class GenerateConfig:
     seed_text: str | None = None
     """At least the model's window of characters; None = a window from a random place in the corpus."""
     seed: int = 0
+    latent: list[Any] | None = None
+    """A VAE: the latent points to decode; None = the book's 15 x 15 grid (a 2-D latent)."""
+    out: str | None = None
+    """A VAE: where the decoded picture goes (PNG); None = `decoded.png` in the generate run's directory."""
     paths: PathsConfig = field(default_factory=PathsConfig)
 
 

@@ -203,6 +203,10 @@ class BookDataModule(L.LightningDataModule):
         """All targets of a split (for baselines)."""
         return self.split_targets(self.splits[split])
 
+    def inputs(self, split: str) -> tree.Part:
+        """All inputs of a split (for the baselines of a task whose targets are its inputs)."""
+        raise NotImplementedError(f"{type(self).__name__} does not hold its inputs in memory")
+
     def _subset(self, split: Any, seed: int) -> Any:
         """`subset` samples of `split`, in their order, stratified by class where labels allow."""
         n = self.split_size(split)
@@ -278,6 +282,9 @@ class InMemoryDataModule(BookDataModule):
 
     def split_targets(self, split: Split) -> tree.Part:
         return split[1]
+
+    def inputs(self, split: str) -> tree.Part:
+        return self.splits[split][0]
 
     def split_take(self, split: Split, index: torch.Tensor | slice) -> Split:
         return tree.take(split[0], index), tree.take(split[1], index)

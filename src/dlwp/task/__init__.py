@@ -5,5 +5,6 @@ from __future__ import annotations
 
 from dlwp.task.base import BookTask
 from dlwp.task.supervised import MultiOutputTask, SupervisedTask
+from dlwp.task.vae import VAETask
 
-__all__ = ["BookTask", "MultiOutputTask", "SupervisedTask"]
+__all__ = ["BookTask", "MultiOutputTask", "SupervisedTask", "VAETask"]
