@@ -43,6 +43,7 @@ def main() -> None:
         "imdb_lstm_torch",
         "jena_gru",
         "jena_gru_torch",
+        "nietzsche_char_lstm",
     ]
     parser.add_argument("--task", choices=tasks, required=True)
     parser.add_argument("--arrays", required=True, help="npz exported by keras_compare.py (a directory for _flow)")
@@ -154,6 +155,24 @@ def main() -> None:
                             validation_data=val_gen, validation_steps=val_steps, verbose=0,
                             callbacks=[EpochTimes()])  # fmt: skip
         test_loss = test_acc = history.history["val_loss"][-1]  # the book never evaluated on test
+    elif args.task == "nietzsche_char_lstm":  # book 8.1 verbatim: one-hot arrays of every window, fit per epoch
+        text = str(d["text"]).lower()
+        maxlen, step = 60, 3
+        sentences = [text[i : i + maxlen] for i in range(0, len(text) - maxlen, step)]
+        next_chars = [text[i + maxlen] for i in range(0, len(text) - maxlen, step)]
+        chars = sorted(set(text))
+        char_indices = {c: chars.index(c) for c in chars}
+        x = np.zeros((len(sentences), maxlen, len(chars)), dtype=bool)
+        y = np.zeros((len(sentences), len(chars)), dtype=bool)
+        for i, sentence in enumerate(sentences):
+            for t, char in enumerate(sentence):
+                x[i, t, char_indices[char]] = 1
+            y[i, char_indices[next_chars[i]]] = 1
+        model = models.Sequential([keras.Input((maxlen, len(chars))), layers.LSTM(128),
+                                   layers.Dense(len(chars), activation="softmax")])  # fmt: skip
+        model.compile(loss="categorical_crossentropy", optimizer=keras.optimizers.RMSprop(learning_rate=0.01))
+        history = model.fit(x, y, batch_size=128, epochs=args.epochs or 59, verbose=0, callbacks=[EpochTimes()])
+        test_loss = test_acc = history.history["loss"][-1]  # the book reads the training loss
     else:  # book 3.7, fold 0 of 4, batch size 1
         train_data, train_targets = d["x_train"], d["y_train"]
         mean, std = train_data.mean(axis=0), train_data.std(axis=0)
