@@ -47,13 +47,20 @@ def metric_rows(run_dir: Path) -> list[dict[str, float]]:
     return [{k: v for k, v in row.items() if k != "time/epoch_s"} for row in read_metrics_csv(run_dir / "metrics.csv")]
 
 
+def mirror_data_dir(tmp_path_factory, *files: str) -> Path:
+    """A fresh data dir linking `files` (paths relative to the mirror, e.g. `mnist/mnist.npz`);
+    the calling test skips when one is absent."""
+    data_dir = tmp_path_factory.mktemp("data")
+    for name in files:
+        source = MIRROR / name
+        if not source.is_file():
+            pytest.skip(f"the mirror's {source} is absent")
+        (data_dir / name).parent.mkdir(parents=True, exist_ok=True)
+        (data_dir / name).symlink_to(source)
+    return data_dir
+
+
 @pytest.fixture(scope="session")
 def mnist_data_dir(tmp_path_factory) -> Path:
     """A data dir holding mnist/mnist.npz from the mirror (skips when the mirror is absent)."""
-    source = MIRROR / "mnist" / "mnist.npz"
-    if not source.is_file():
-        pytest.skip(f"real MNIST not available at {source}")
-    data_dir = tmp_path_factory.mktemp("data")
-    (data_dir / "mnist").mkdir()
-    (data_dir / "mnist" / "mnist.npz").symlink_to(source)
-    return data_dir
+    return mirror_data_dir(tmp_path_factory, "mnist/mnist.npz")

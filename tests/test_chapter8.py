@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import MIRROR, dlwp, metric_rows, record, run_dirs
+from conftest import MIRROR, dlwp, metric_rows, mirror_data_dir, record, run_dirs
 from dlwp.errors import ConfigError
 from dlwp.sampling import next_codes, reweight, sample_text
 
@@ -20,12 +20,7 @@ needs_text = pytest.mark.skipif(not NIETZSCHE.is_file(), reason=f"the mirror's {
 
 @pytest.fixture(scope="module")
 def text_data_dir(tmp_path_factory):
-    if not NIETZSCHE.is_file():
-        pytest.skip(f"the mirror's {NIETZSCHE} is absent")
-    data_dir = tmp_path_factory.mktemp("data")
-    (data_dir / "nietzsche").mkdir()
-    (data_dir / "nietzsche" / "nietzsche.txt").symlink_to(NIETZSCHE)
-    return data_dir
+    return mirror_data_dir(tmp_path_factory, "nietzsche/nietzsche.txt")
 
 
 @needs_text
