@@ -199,6 +199,15 @@ SPECS = [
          "reviews and ratings of `multi_output_study` below (the convolutions of 6.4's imdb_conv1d, then "
          "Dense(128)); 10 epochs on the last 500 words of all 25,000 training reviews, tested on 25,000.",
          seeds=1),
+    *(Spec(task, [f"task={task}"], ["epoch20:train/loss", "best:train/loss", "best_epoch:train/loss",
+                                     "final:train/loss", "baseline:unigram_entropy"],
+           {"epoch20:train/loss": ("<=", 1.35), "best:train/loss": ("<=", 1.32)},
+           f"Book 8.1's character-level LSTM on the whole lower-cased Nietzsche corpus (200,278 windows of 60), "
+           f"59 epochs x 128{what} (book: train loss 1.3391 at epoch 20, min 1.3014 at epoch 54, then diverged "
+           "to 14.57). `unigram_entropy` is the loss of predicting character frequencies. Each epoch's samples at "
+           "four temperatures are in the run's `samples/`.", seeds=1)
+      for task, what in (("nietzsche_char_lstm", ", RMSprop(lr=0.01) as the book"),
+                         ("nietzsche_char_lstm_clipnorm", ", with the gradient norm clipped at 1"))),
     Spec("mnist_vae", ["task=mnist_vae"],
          ["best:val/loss", "best_epoch:val/loss", "final:val/loss", "final:train/loss", "final:val/kl",
           "baseline:mean_image_bce"], {"best:val/loss": ("<=", 0.185)},
@@ -256,6 +265,10 @@ BOOK = {  # the notebook's numbers for metrics that are not `final` ones (best e
     "imdb_bigger": {"best:val/loss": 0.2742, "best_epoch:val/loss": 2},
     "imdb_l2": {"best:val/loss": 0.3306, "best_epoch:val/loss": 3},
     "imdb_dropout": {"best:val/loss": 0.2772, "best_epoch:val/loss": 4},
+    # notebook 8.1 cell 13: epoch 20 1.3391, min 1.3014 at epoch 54 (then diverged)
+    "nietzsche_char_lstm": {"epoch20:train/loss": 1.3391, "best:train/loss": 1.3014, "best_epoch:train/loss": 54},
+    "nietzsche_char_lstm_clipnorm": {"epoch20:train/loss": 1.3391, "best:train/loss": 1.3014},
+    "mnist_vae": {"best:val/loss": 0.1801, "best_epoch:val/loss": 10},  # notebook 8.4 cell 17: epoch 10
 }
 
 
@@ -270,7 +283,10 @@ def value(record: dict, key: str) -> float | None:
     if kind == "baseline":
         return record.get("baselines", {}).get(metric)
     if kind == "first":  # the first epoch's value (did training move it?)
-        return record.get("first_epoch", {}).get(metric)
+        return next(iter(record.get("history", [])), {}).get(metric)
+    if kind.startswith("epoch") and kind[5:].isdigit():  # e.g. `epoch20:train/loss` (book 8.1's checkpoint)
+        rows = [r for r in record.get("history", []) if r.get("epoch") == int(kind[5:])]
+        return rows[0].get(metric) if rows else None
     if kind == "best_degC":  # a best MAE in normalised units, in °C (Jena: x the temperature's std)
         best, scale = value(record, f"best:{metric}"), record.get("baselines", {}).get("degC_per_unit")
         return None if best is None or scale is None else best * scale
@@ -296,13 +312,12 @@ def book_value(task: str, key: str, config_text: str) -> float | None:
     return None
 
 
-def first_epoch(job: Path) -> dict[str, float]:
-    """The first row of a run's metrics.csv (numbers only)."""
+def history(job: Path) -> list[dict[str, float]]:
+    """The rows of a run's metrics.csv (numbers only)."""
     if not (job / "metrics.csv").is_file():
-        return {}
+        return []
     with (job / "metrics.csv").open() as f:
-        row = next(csv.DictReader(f), {})
-    return {k: float(v) for k, v in row.items() if v not in ("", None)}
+        return [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(f)]
 
 
 def jobs(sweep: Path) -> list[Path]:
@@ -374,7 +389,7 @@ def pooled_jobs(sweeps: list[Path]) -> list[Path]:
 def section(spec: Spec, job_dirs: list[Path], seeds_arg: str) -> list[str]:
     records = {job: json.loads((job / "run.json").read_text()) for job in job_dirs}
     for job, rec in records.items():
-        rec["first_epoch"] = first_epoch(job)
+        rec["history"] = history(job)
     by_task: dict[str, list[tuple[Path, dict]]] = {}
     for job, rec in records.items():
         by_task.setdefault(rec.get("task", spec.name), []).append((job, rec))
