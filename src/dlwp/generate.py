@@ -34,18 +34,13 @@ def generate(cfg: DictConfig) -> dict[str, Any]:
         raise ConfigError(f"length={cfg.length}, temperature={cfg.temperature}: both must be >= 0")
     datamodule.setup("fit")
     if cfg.seed_text is None:  # as the book: a window from a random place in the corpus (seeded)
-        import torch
-
-        codes = datamodule._codes["cpu"]
-        start = int(torch.randint(0, len(codes) - datamodule.maxlen - 1, (1,),
-                                  generator=torch.Generator().manual_seed(cfg.seed)))  # fmt: skip
-        seed_codes = codes[start : start + datamodule.maxlen]
+        seed_codes = datamodule.seed_window(cfg.seed)
     else:
         seed_codes = datamodule.encode(cfg.seed_text)
         if len(seed_codes) < datamodule.maxlen:
             raise ConfigError(f"seed_text has {len(seed_codes)} characters; the model reads windows of "
                               f"{datamodule.maxlen}: give at least that many")  # fmt: skip
-    seed_text = "".join(datamodule.chars[c] for c in seed_codes.tolist())
+    seed_text = datamodule.decode(seed_codes)
     [text] = sample_text(module.network, seed_codes, cfg.length, [cfg.temperature], datamodule.chars,
                          datamodule.maxlen, seed=cfg.seed)  # fmt: skip
     print(seed_text + text)

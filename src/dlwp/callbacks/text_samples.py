@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import lightning as L
-import torch
 from lightning.pytorch.callbacks import Callback
 
 from dlwp.sampling import sample_text
@@ -27,13 +26,11 @@ class TextSamples(Callback):
         if epoch % self.every_n_epochs or not trainer.is_global_zero:
             return
         data = trainer.datamodule
-        codes = data._codes["cpu"]
-        generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
-        start = int(torch.randint(0, len(codes) - data.maxlen - 1, (1,), generator=generator))
-        seed_codes = codes[start : start + data.maxlen]
-        seed_text = "".join(data.chars[c] for c in seed_codes.tolist())
+        seed = self.seed * 100_003 + epoch
+        seed_codes = data.seed_window(seed)
+        seed_text = data.decode(seed_codes)
         texts = sample_text(pl_module.network, seed_codes, self.length, self.temperatures, data.chars, data.maxlen,
-                            seed=self.seed * 100_003 + epoch)  # fmt: skip
+                            seed=seed)  # fmt: skip
         self.dir.mkdir(parents=True, exist_ok=True)
         body = [f'--- epoch {epoch}, generating with seed: "{seed_text}"']
         for t, text in zip(self.temperatures, texts, strict=True):

@@ -82,6 +82,18 @@ class CharWindowsDataModule(InMemoryDataModule):
             raise ConfigError(f"characters {unknown} are not in the corpus's {len(self.chars)}")
         return torch.tensor([index[c] for c in text], dtype=torch.int64)
 
+    def seed_window(self, seed: int) -> torch.Tensor:
+        """`maxlen` codes from a random place in the corpus (the book's `random.randint` start),
+        drawn from `seed`: the seed text of a sample."""
+        self.setup("fit")
+        codes = self._codes["cpu"]
+        generator = torch.Generator().manual_seed(seed)
+        start = int(torch.randint(0, len(codes) - self.maxlen - 1, (1,), generator=generator))
+        return codes[start : start + self.maxlen]
+
+    def decode(self, codes: torch.Tensor) -> str:
+        return "".join(self.chars[c] for c in codes.tolist())
+
     def _windows(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Window starts -> `[B, maxlen]` character codes, gathered from the one code array."""
         starts, targets = batch
