@@ -185,3 +185,19 @@ def test_mnist_vae_learns_draws_its_latent_grid_and_decodes_points(mnist_data_di
         assert decoded.size == (3 * 28, 28)
     with pytest.raises(ConfigError, match="give points of 2 numbers each"):
         generate_in_process(f"ckpt_path={run_dir}", f"paths.runs_dir={tmp_path}", "latent=[[0,0,1]]")
+
+
+# -- 8.5: the DCGAN ---------------------------------------------------------------------------------
+
+
+def test_dcgan_networks_have_the_book_s_sizes_and_shapes():
+    from dlwp.model.dcgan import DCGAN
+
+    net = DCGAN()
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert (count(net.generator), count(net.discriminator)) == (6_264_579, 790_913), "the book's summaries"
+    images = net(torch.randn(2, 32))
+    assert images.shape == (2, 3, 32, 32) and images.abs().max() <= 1, "tanh images of 32 x 32"
+    assert net.discriminator(images).shape == (2, 1)
+    leaky = [m for m in net.modules() if isinstance(m, nn.LeakyReLU)]
+    assert leaky and all(m.negative_slope == 0.3 for m in leaky), "Keras' LeakyReLU default slope"
