@@ -201,3 +201,22 @@ def test_dcgan_networks_have_the_book_s_sizes_and_shapes():
     assert net.discriminator(images).shape == (2, 1)
     leaky = [m for m in net.modules() if isinstance(m, nn.LeakyReLU)]
     assert leaky and all(m.negative_slope == 0.3 for m in leaky), "Keras' LeakyReLU default slope"
+
+
+def test_dcgan_trains_both_networks_and_writes_sample_grids(tmp_path):
+    """Book 8.5's loop at small widths on synthetic frogs (a colour pattern under noise): both
+    losses finite, the discriminator separates real from generated images (its loss falls below
+    chance, log 2), the generator's loss rises against it, and each epoch writes a grid of 16."""
+    dlwp("train", "task=cifar_frogs_dcgan", "data.source=synthetic", "data.subset=200", "trainer.max_epochs=2",
+         "task.samples_every_n_epochs=1", "model.generator_filters=16", "model.seed_filters=8",
+         "model.discriminator_filters=16", runs=tmp_path)  # fmt: skip
+    (run_dir,) = run_dirs(tmp_path, "cifar_frogs_dcgan")
+    rows = metric_rows(run_dir)
+    assert all(math.isfinite(r[k]) for r in rows for k in ("train/d_loss", "train/a_loss"))
+    assert rows[-1]["train/d_loss"] < math.log(2) and rows[-1]["train/a_loss"] > rows[0]["train/a_loss"]
+    from PIL import Image
+
+    for epoch in (1, 2):
+        with Image.open(run_dir / "samples" / f"epoch_{epoch:03d}.png") as grid:
+            assert grid.size == (8 * 32, 2 * 32)
+    assert not (run_dir / "checkpoints" / "best.ckpt").exists() and (run_dir / "checkpoints" / "last.ckpt").exists()

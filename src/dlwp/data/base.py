@@ -257,12 +257,15 @@ class InMemoryDataModule(BookDataModule):
             easily). The order of samples is the same as on the CPU. No effect on CPU runs.
         steps_per_epoch: Keras' `fit_generator(steps_per_epoch=...)`: training batches per epoch,
             drawn from successive shuffles (book 6.3: 500 batches of windows); null: one pass.
+        shuffle: reshuffle the training samples every epoch (Keras' `fit`); false serves them in
+            order, epoch after epoch (book 8.5's GAN walks its frogs sequentially, wrapping around).
         **kwargs: see `BookDataModule`.
     """
 
     def __init__(self, batches_per_call: int = 8, device_resident: bool = True, steps_per_epoch: int | None = None,
-                 **kwargs) -> None:  # fmt: skip
+                 shuffle: bool = True, **kwargs) -> None:  # fmt: skip
         super().__init__(**kwargs)
+        self.shuffle = shuffle
         if batches_per_call < 1:
             raise ConfigError(f"data.batches_per_call must be >= 1, got {batches_per_call}")
         if steps_per_epoch is not None and steps_per_epoch < 1:
@@ -313,8 +316,8 @@ class InMemoryDataModule(BookDataModule):
         batch_size = self.global_batch_size(split, train)
         rank, world_size = self.ranks()
         samples = self.steps_per_epoch * batch_size if train and self.steps_per_epoch else None
-        return TensorBatches(self._tensors(split), batch_size, train, self.seed, self.batch_transform, rank=rank,
-                             world_size=world_size, short_last="drop" if train else "merge",
+        return TensorBatches(self._tensors(split), batch_size, train and self.shuffle, self.seed, self.batch_transform,
+                             rank=rank, world_size=world_size, short_last="drop" if train else "merge",
                              samples_per_epoch=samples)  # fmt: skip
 
     def train_dataloader(self) -> TensorBatches | GroupedBatches:

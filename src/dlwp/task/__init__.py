@@ -4,7 +4,8 @@ means `SupervisedTask`)."""
 from __future__ import annotations
 
 from dlwp.task.base import BookTask
+from dlwp.task.gan import GANTask
 from dlwp.task.supervised import MultiOutputTask, SupervisedTask
 from dlwp.task.vae import VAETask
 
-__all__ = ["BookTask", "MultiOutputTask", "SupervisedTask", "VAETask"]
+__all__ = ["BookTask", "GANTask", "MultiOutputTask", "SupervisedTask", "VAETask"]

@@ -1,0 +1,132 @@
+"""Book 8.5's GAN training as a task: two optimisers, one iteration per batch of real images.
+
+Per batch of `B` real images (the book's loop): the generator draws `B` images from fresh noise;
+the discriminator trains on them and the real ones with labels fake = 1, real = 0, plus
+`label_noise` x U[0, 1) ("an important trick"); then the generator trains through the discriminator
+(whose weights its optimiser does not hold) towards the label "real" for `B` new draws. Logged as
+`train/d_loss` and `train/a_loss` (the book's names; `train/loss` is their sum). Losses are Keras'
+binary cross-entropy with its probability clipping. An iteration is one batch: with data served
+in order (`data.shuffle: false`) 250 batches of 20 frogs an epoch are the book's sequential walk,
+so 40 epochs are its 10,000 iterations. After every `samples_every_n_epochs` epochs the generator's
+images for a fixed set of latent points go to `samples/epoch_NNN.png` in the run directory.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics import Metric
+
+from dlwp import compat
+from dlwp.config.schema import OptimizerConfig
+from dlwp.data.batches import BatchGroup
+from dlwp.errors import ConfigError
+from dlwp.task.base import BookTask, _plain
+from dlwp.task.metrics import BatchMean
+
+LOGIT_LIMIT = math.log((1 - 1e-7) / 1e-7)  # Keras' clipping of probabilities, on logits
+
+
+def keras_bce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    return F.binary_cross_entropy_with_logits(logits.clamp(-LOGIT_LIMIT, LOGIT_LIMIT), labels)
+
+
+class GANTask(BookTask):
+    """Args:
+    discriminator_optimizer: the discriminator's (book: RMSprop(lr=8e-4, clipvalue=1.0, decay=1e-8)).
+    generator_optimizer: the generator's, through the frozen discriminator (book: lr 4e-4).
+    label_noise: added to the discriminator's labels, times U[0, 1) (book: 0.05).
+    samples_every_n_epochs: how often a grid of generated images is written; 0: never.
+    **kwargs: see `BookTask` (network: a `dlwp.model.dcgan.DCGAN`, seed).
+    """
+
+    def __init__(self, network: nn.Module, seed: int, discriminator_optimizer: OptimizerConfig | None = None,
+                 generator_optimizer: OptimizerConfig | None = None, label_noise: float = 0.05,
+                 samples_every_n_epochs: int = 1, **kwargs) -> None:  # fmt: skip
+        super().__init__(network, seed, **kwargs)
+        if not (hasattr(network, "generator") and hasattr(network, "discriminator")):
+            raise ConfigError("task._target_=dlwp.task.GANTask needs a generator and a discriminator (model=dcgan)")
+        if label_noise < 0 or samples_every_n_epochs < 0:
+            raise ConfigError(f"task.label_noise={label_noise}, task.samples_every_n_epochs={samples_every_n_epochs}:"
+                              " both must be >= 0")  # fmt: skip
+        self.d_config = _plain(discriminator_optimizer or OptimizerConfig())
+        self.g_config = _plain(generator_optimizer or OptimizerConfig())
+        self.label_noise, self.samples_every = label_noise, samples_every_n_epochs
+        self.fixed_z = torch.randn(16, network.generator.latent_dim, generator=torch.Generator().manual_seed(seed))
+        self.register_metrics()
+
+    def make_metrics(self) -> dict[str, Metric]:
+        return {"d_loss": BatchMean(), "a_loss": BatchMean()}
+
+    def optimizer_specs(self) -> dict[str, tuple[list[tuple[str, nn.Parameter]], dict[str, Any]]]:
+        return {"discriminator": (list(self.network.discriminator.named_parameters()), self.d_config),
+                "generator": (list(self.network.generator.named_parameters()), self.g_config)}  # fmt: skip
+
+    def training_step(self, batch, batch_idx):
+        for i, (real, _labels) in enumerate(batch if isinstance(batch, BatchGroup) else [batch]):
+            self.iteration(real, batch_idx + i)
+
+    def iteration(self, real: torch.Tensor, batch_idx: int) -> None:
+        g, d = self.network.generator, self.network.discriminator
+        real = self.formatted(real)
+        n = len(real)
+        z = torch.randn(n, g.latent_dim, device=real.device)
+        fake = g(z).detach()
+        labels = torch.cat([torch.ones(n, 1), torch.zeros(n, 1)]).to(real)  # fake = 1, real = 0, as the book
+        labels = labels + self.label_noise * torch.rand_like(labels)
+        d_loss = keras_bce(d(torch.cat([fake, real])), labels)
+        self.optimise(self.slots["discriminator"], d_loss)
+        z = torch.randn(n, g.latent_dim, device=real.device)
+        a_loss = keras_bce(d(g(z)), torch.zeros(n, 1, device=real.device))  # "all real": fool the discriminator
+        self.optimise(self.slots["generator"], a_loss)
+        metrics = self.train_metrics
+        for name, value in (("d_loss", d_loss), ("a_loss", a_loss), ("loss", d_loss + a_loss)):
+            compat.fast_update(metrics[name], value.detach(), n)
+        if batch_idx == 0:
+            for name, metric in metrics.items():
+                self.log(f"train/{name}", metric, on_step=False, on_epoch=True, prog_bar=True)
+
+    def example_outputs(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Both networks once (the model summary's pass): the discriminator on generated and real
+        images, in evaluation mode, without gradients and without touching the global RNG."""
+        g = self.network.generator
+        z = torch.randn(len(inputs), g.latent_dim, generator=torch.Generator().manual_seed(0)).to(inputs.device)
+        training = self.network.training
+        self.network.eval()
+        try:
+            with torch.no_grad():
+                return self.network.discriminator(torch.cat([g(z), inputs]))
+        finally:
+            self.network.train(training)
+
+    def validation_step(self, batch, batch_idx):
+        return None  # a GAN has no held-out loss; its quality figure is computed apart
+
+    def test_step(self, batch, batch_idx):
+        return None
+
+    def baselines(self, train: Any, test: Any) -> dict[str, float]:
+        return {}
+
+    def on_train_epoch_end(self) -> None:
+        super().on_train_epoch_end()
+        epoch = self.current_epoch + 1
+        if self.samples_every and epoch % self.samples_every == 0 and self.trainer.is_global_zero:
+            from dlwp.task.vae import save_images
+
+            generator = self.network.generator
+            training = generator.training
+            generator.eval()
+            try:
+                with torch.no_grad():
+                    images = generator(self.fixed_z.to(self.device))
+            finally:
+                generator.train(training)
+            out = Path(self.trainer.default_root_dir) / "samples"
+            out.mkdir(parents=True, exist_ok=True)
+            save_images((images + 1) / 2, 8, out / f"epoch_{epoch:03d}.png")  # tanh [-1, 1] -> [0, 1]
