@@ -90,14 +90,14 @@ def test_gru_scan_gives_autograd_s_values_and_gradients(activation, dropout, ret
     weight = torch.randn(3, 7, 4, dtype=torch.float64) if return_sequences else torch.randn(3, 4, dtype=torch.float64)
     results = []
     for scan in (True, False):
-        # the reference always takes the per-step path with masks (of ones without dropout): its
-        # clamp is exact, while torch's hardsigmoid backward uses a float32 1/6 even in float64
-        def fixed_masks(like, width, rate, scan=scan):
-            return masks[width] if rate > 0 or not scan else None
-
-        monkeypatch.setattr(layer, "_masks", fixed_masks)
-        monkeypatch.setattr(layer, "use_scan", scan)
-        out = layer(x, return_sequences=return_sequences)
+        if scan:  # the scan itself, also without dropout (where the layer keeps autograd's fused step)
+            m = (masks[5], masks[4]) if dropout else (None, None)
+            out = layer._gru_scan(x, *m, return_sequences)
+        else:  # the reference: the per-step path with masks (of ones without dropout), whose clamp
+            # is exact, while torch's hardsigmoid backward uses a float32 1/6 even in float64
+            monkeypatch.setattr(layer, "_masks", lambda like, width, rate: masks[width])
+            monkeypatch.setattr(layer, "use_scan", False)
+            out = layer(x, return_sequences=return_sequences)
         grads = torch.autograd.grad((out * weight).sum(), [x, *layer.parameters()])
         results.append((out.detach(), grads))
     (out_scan, grads_scan), (out_ref, grads_ref) = results
