@@ -208,6 +208,11 @@ SPECS = [
            "four temperatures are in the run's `samples/`.", seeds=1)
       for task, what in (("nietzsche_char_lstm", ", RMSprop(lr=0.01) as the book"),
                          ("nietzsche_char_lstm_clipnorm", ", with the gradient norm clipped at 1"))),
+    Spec("cifar_frogs_dcgan", ["task=cifar_frogs_dcgan"], ["final:train/d_loss", "final:train/a_loss"], {},
+         "Book 8.5's DCGAN on the 5,000 CIFAR-10 frogs (the mirror's JPEG re-encoding), in order, 10,000 "
+         "iterations x 20 (40 epochs). The book prints only losses (d mostly 0.66-0.72, adv 0.51-1.14); the run "
+         "directory's `samples/` holds a grid of generated frogs every 4 epochs. ~1 TFLOP an iteration: a GPU's "
+         "run.", seeds=1),
     Spec("mnist_vae", ["task=mnist_vae"],
          ["best:val/loss", "best_epoch:val/loss", "final:val/loss", "final:train/loss", "final:val/kl",
           "baseline:mean_image_bce"], {"best:val/loss": ("<=", 0.185)},
