@@ -55,6 +55,20 @@ def test_unshuffled_batches_are_in_order():
     assert torch.cat([b for _, b in TensorBatches((y, y), 4)]).tolist() == list(range(10))
 
 
+def test_data_shuffle_false_walks_the_training_set_in_order_every_epoch():
+    """Book 8.5's sequential walk: `data.shuffle: false` serves the training samples in order."""
+    dm = DigitsDataModule(batch_size=100, batches_per_call=1, seed=5, shuffle=False)
+    dm.setup()
+    loader = dm.train_dataloader()
+    n = len(loader) * 100  # whole batches only, as training drops a short last one
+    for epoch in (0, 1):
+        loader.sampler.set_epoch(epoch)
+        assert torch.equal(torch.cat([by for _, by in loader]), dm.splits["train"][1][:n])
+    shuffled = DigitsDataModule(batch_size=100, batches_per_call=1, seed=5)
+    shuffled.setup()
+    assert not torch.equal(torch.cat([by for _, by in shuffled.train_dataloader()]), shuffled.splits["train"][1][:n])
+
+
 def test_batch_transform_runs_on_whole_batches():
     idx = torch.tensor([[1, 3], [0, 2]])
     loader = TensorBatches((idx, torch.zeros(2)), 2, transform=lambda b: (b[0] * 10, b[1]))
