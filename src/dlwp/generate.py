@@ -53,7 +53,8 @@ def decode_points(cfg: DictConfig, network, path: Path, task: str) -> dict[str, 
     """A VAE's decoder on `latent` points (or the book's 15 x 15 grid), as one picture in `out`."""
     import torch
 
-    from dlwp.task.vae import latent_points, save_images
+    from dlwp.task.vae import latent_points
+    from dlwp.visualize.images import save_png, tile
 
     if cfg.latent is None:
         if network.latent_dim != 2:
@@ -71,6 +72,6 @@ def decode_points(cfg: DictConfig, network, path: Path, task: str) -> dict[str, 
     out = Path(cfg.out) if cfg.out else Path.cwd() / "decoded.png"
     out.parent.mkdir(parents=True, exist_ok=True)
     network.eval()
-    save_images(network.decode(points), columns, out)
+    save_png(tile(network.decode(points).cpu(), columns), out)
     print(f"dlwp generate: {task} checkpoint {path}: {len(points)} decoded points -> {out}", file=sys.stderr)
     return {"points": points.tolist(), "image": str(out)}

@@ -13,12 +13,10 @@ images for a fixed set of latent points go to `samples/epoch_NNN.png` in the run
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torchmetrics import Metric
 
@@ -27,13 +25,9 @@ from dlwp.config.schema import OptimizerConfig
 from dlwp.data.batches import BatchGroup
 from dlwp.errors import ConfigError
 from dlwp.task.base import BookTask, _plain
+from dlwp.task.heads import binary_loss
 from dlwp.task.metrics import BatchMean
-
-LOGIT_LIMIT = math.log((1 - 1e-7) / 1e-7)  # Keras' clipping of probabilities, on logits
-
-
-def keras_bce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    return F.binary_cross_entropy_with_logits(logits.clamp(-LOGIT_LIMIT, LOGIT_LIMIT), labels)
+from dlwp.visualize.images import save_png, tile
 
 
 class GANTask(BookTask):
@@ -79,10 +73,11 @@ class GANTask(BookTask):
         fake = g(z).detach()
         labels = torch.cat([torch.ones(n, 1), torch.zeros(n, 1)]).to(real)  # fake = 1, real = 0, as the book
         labels = labels + self.label_noise * torch.rand_like(labels)
-        d_loss = keras_bce(d(torch.cat([fake, real])), labels)
+        d_loss = binary_loss(d(torch.cat([fake, real])), labels, keras_clip=True)
         self.optimise(self.slots["discriminator"], d_loss)
         z = torch.randn(n, g.latent_dim, device=real.device)
-        a_loss = keras_bce(d(g(z)), torch.zeros(n, 1, device=real.device))  # "all real": fool the discriminator
+        real_labels = torch.zeros(n, 1, device=real.device)  # "all real": fool the discriminator
+        a_loss = binary_loss(d(g(z)), real_labels, keras_clip=True)
         self.optimise(self.slots["generator"], a_loss)
         metrics = self.train_metrics
         for name, value in (("d_loss", d_loss), ("a_loss", a_loss), ("loss", d_loss + a_loss)):
@@ -117,8 +112,6 @@ class GANTask(BookTask):
         super().on_train_epoch_end()
         epoch = self.current_epoch + 1
         if self.samples_every and epoch % self.samples_every == 0 and self.trainer.is_global_zero:
-            from dlwp.task.vae import save_images
-
             generator = self.network.generator
             training = generator.training
             generator.eval()
@@ -129,4 +122,4 @@ class GANTask(BookTask):
                 generator.train(training)
             out = Path(self.trainer.default_root_dir) / "samples"
             out.mkdir(parents=True, exist_ok=True)
-            save_images((images + 1) / 2, 8, out / f"epoch_{epoch:03d}.png")  # tanh [-1, 1] -> [0, 1]
+            save_png(tile((images + 1) / 2, 8), out / f"epoch_{epoch:03d}.png")  # tanh [-1, 1] -> [0, 1]

@@ -10,7 +10,6 @@ distribution's 5-95% quantiles) into `latent_grid.png` in the run directory.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import torch
@@ -21,10 +20,9 @@ from torchmetrics import Metric
 from dlwp import compat
 from dlwp.errors import ConfigError
 from dlwp.task.base import BookTask
+from dlwp.task.heads import EPS, binary_loss
 from dlwp.task.metrics import BatchMean
-
-EPSILON = 1e-7  # Keras' clipping of probabilities inside its cross-entropy
-LOGIT_LIMIT = math.log((1 - EPSILON) / EPSILON)  # clipping p to [eps, 1 - eps] is clipping its logit here
+from dlwp.visualize.images import save_png, tile
 
 
 class VAETask(BookTask):
@@ -53,9 +51,7 @@ class VAETask(BookTask):
     def objective(self, outputs: dict[str, torch.Tensor], targets: torch.Tensor,
                   metrics: nn.ModuleDict) -> torch.Tensor:  # fmt: skip
         logits = outputs["logits"]
-        if self.keras_loss:
-            logits = logits.clamp(-LOGIT_LIMIT, LOGIT_LIMIT)
-        bce = F.binary_cross_entropy_with_logits(logits, targets.to(logits.dtype))
+        bce = binary_loss(logits, targets.to(logits.dtype), self.keras_loss)
         z_mean, z_log_var = outputs["z_mean"], outputs["z_log_var"]
         kl = (-self.kl_weight * (1 + z_log_var - z_mean.square() - z_log_var.exp()).mean(dim=-1)).mean()
         n = len(targets)
@@ -68,7 +64,7 @@ class VAETask(BookTask):
     def baselines(self, train: torch.Tensor, test: torch.Tensor) -> dict[str, float]:
         """The loss of a "reconstruction" that ignores its input: the mean training image, scored
         on the evaluated split (clipped as Keras' cross-entropy; no KL term)."""
-        mean = train.float().mean(0).clamp(EPSILON, 1 - EPSILON)
+        mean = train.float().mean(0).clamp(EPS, 1 - EPS)
         total, n = 0.0, 0
         for chunk in test.float().split(4096):
             total += float(F.binary_cross_entropy(mean.expand_as(chunk), chunk, reduction="sum"))
@@ -98,18 +94,4 @@ def save_latent_grid(network: nn.Module, n: int, path: Path) -> None:
         images = network.decode(latent_points(n).to(device))
     finally:
         network.train(training)
-    save_images(images, n, path)
-
-
-def save_images(images: torch.Tensor, columns: int, path: Path) -> None:
-    """Images `[N, C, H, W]` in [0, 1] as one picture, `columns` to a row (a PNG)."""
-    from PIL import Image
-
-    images = images.detach().float().cpu()
-    n, c, h, w = images.shape
-    rows = -(-n // columns)
-    canvas = torch.zeros(rows * columns, c, h, w)
-    canvas[:n] = images
-    grid = canvas.view(rows, columns, c, h, w).permute(0, 3, 1, 4, 2).reshape(rows * h, columns * w, c)
-    pixels = (grid.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
-    Image.fromarray(pixels[..., 0] if c == 1 else pixels).save(path)
+    save_png(tile(images.detach().float().cpu(), n), path)

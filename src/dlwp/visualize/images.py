@@ -67,9 +67,12 @@ def load(spec: str, size: tuple[int, int] | None = None, height: int | None = No
 
 
 def to_uint8(image: torch.Tensor) -> np.ndarray:
-    """`[3, H, W]` (or `[H, W]`) in [0, 1] -> `[H, W, 3]` (or `[H, W]`) uint8, clipped."""
+    """`[3, H, W]` (or `[1, H, W]`, `[H, W]`) in [0, 1] -> `[H, W, 3]` (or `[H, W]`) uint8, clipped."""
     array = image.detach().float().clamp(0, 1).mul(255).round().byte().cpu().numpy()
-    return array.transpose(1, 2, 0) if array.ndim == 3 else array
+    if array.ndim == 3:
+        array = array.transpose(1, 2, 0)
+        return array[..., 0] if array.shape[-1] == 1 else array
+    return array
 
 
 def save_png(image: torch.Tensor | np.ndarray, path: Path) -> Path:
