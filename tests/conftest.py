@@ -47,20 +47,62 @@ def metric_rows(run_dir: Path) -> list[dict[str, float]]:
     return [{k: v for k, v in row.items() if k != "time/epoch_s"} for row in read_metrics_csv(run_dir / "metrics.csv")]
 
 
-def mirror_data_dir(tmp_path_factory, *files: str) -> Path:
-    """A fresh data dir linking `files` (paths relative to the mirror, e.g. `mnist/mnist.npz`);
-    the calling test skips when one is absent."""
+def mirror_file(name: str) -> Path:
+    """The mirror's file `name` (relative to the mirror, e.g. `mnist/mnist.npz`), for a real-data test.
+
+    Skips the calling test, saying why, when there is no mirror or this mirror does not carry `name`;
+    fails it when the mirror's MANIFEST.md lists `name` but the file is absent or empty: a broken
+    mirror must not pass as a missing one (and nothing here falls back to synthetic data)."""
+    source = MIRROR / name
+    if not MIRROR.is_dir():
+        pytest.skip(f"real-data test: no data mirror at {MIRROR} (set DLWP_DATA_MIRROR to one)")
+    if source.is_file() and source.stat().st_size > 0:
+        return source
+    manifest = MIRROR / "MANIFEST.md"
+    if manifest.is_file() and f"| {name} |" in manifest.read_text():
+        state = "empty" if source.exists() else "absent"
+        pytest.fail(f"the data mirror is broken: its MANIFEST.md lists {name}, but {source} is {state}")
+    pytest.skip(f"real-data test: the data mirror at {MIRROR} has no {name}")
+
+
+def mirror_data_dir(tmp_path_factory, *files: str | tuple[str, str]) -> Path:
+    """A fresh data dir of symlinks into the mirror (never copies). Each of `files` is a path relative
+    to the mirror, linked under the same name, or a `(name in the data dir, path in the mirror)` pair,
+    e.g. `("reuters/reuters.npz", "reuters/reuters_rebuilt.npz")`. Skips or fails as `mirror_file`."""
+    links = [(spec, spec) if isinstance(spec, str) else spec for spec in files]
+    sources = [mirror_file(source) for _, source in links]  # skip/fail before creating anything
     data_dir = tmp_path_factory.mktemp("data")
-    for name in files:
-        source = MIRROR / name
-        if not source.is_file():
-            pytest.skip(f"the mirror's {source} is absent")
+    for (name, _), source in zip(links, sources, strict=True):
         (data_dir / name).parent.mkdir(parents=True, exist_ok=True)
         (data_dir / name).symlink_to(source)
     return data_dir
+
+
+# The real files of the book's text datasets, as the data modules' configs name them.
+IMDB_FILES = ("imdb/imdb_word_index.json", ("imdb/aclImdb_v1.tar.gz", "imdb/aclImdb_v1_labeled.tar.gz"))
+REUTERS_FILES = (("reuters/reuters.npz", "reuters/reuters_rebuilt.npz"),)
 
 
 @pytest.fixture(scope="session")
 def mnist_data_dir(tmp_path_factory) -> Path:
     """A data dir holding mnist/mnist.npz from the mirror (skips when the mirror is absent)."""
     return mirror_data_dir(tmp_path_factory, "mnist/mnist.npz")
+
+
+@pytest.fixture(scope="session")
+def imdb_data_dir(tmp_path_factory) -> Path:
+    """A data dir holding the real IMDB word index and reviews (skips when the mirror is absent;
+    the tokenised-review cache is built beside the links, in this tmp dir)."""
+    return mirror_data_dir(tmp_path_factory, *IMDB_FILES)
+
+
+@pytest.fixture(scope="session")
+def reuters_data_dir(tmp_path_factory) -> Path:
+    """A data dir holding the mirror's Reuters npz under the name the config reads (skips when absent)."""
+    return mirror_data_dir(tmp_path_factory, *REUTERS_FILES)
+
+
+@pytest.fixture(scope="session")
+def boston_data_dir(tmp_path_factory) -> Path:
+    """A data dir holding boston_housing/boston_housing.npz from the mirror (skips when absent)."""
+    return mirror_data_dir(tmp_path_factory, "boston_housing/boston_housing.npz")

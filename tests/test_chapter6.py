@@ -231,7 +231,7 @@ IMDB = MIRROR / "imdb"
 @pytest.fixture(scope="module")
 def imdb_data(tmp_path_factory) -> Path | None:
     """A data dir whose imdb/ links to the mirror's reviews (tokenised once, cached there for the
-    module's tests); None without the mirror: the tasks then run on synthetic reviews."""
+    module's tests); None without the mirror: the real-data tests then skip with a reason."""
     reviews, index = IMDB / "aclImdb_v1_labeled.tar.gz", IMDB / "imdb_word_index.json"
     if not (reviews.is_file() and index.is_file()):
         return None

@@ -2,7 +2,7 @@
 
 DDP re-launches the command it runs in, so every distributed run here is `dlwp train` in a
 subprocess of its own session, with a timeout; the whole process group is killed afterwards, so
-no rank outlives its test. Small runs: the file takes ~2.5 minutes on 2 idle cores.
+no rank outlives its test. Small runs: the file takes ~3 minutes on 2 idle cores.
 
 Tolerance of "same result as one process": with `data.batch_size` the global batch, 2 processes
 average their gradients over exactly the samples of the single-process step, so the runs differ
@@ -11,7 +11,8 @@ that does not split evenly over the processes (digits: 1,257 = 9 x 128 + 105 -> 
 DDP's average of the two per-rank means weights the samples 1/106 and 1/104 instead of 1/105,
 which moves the losses by up to ~3e-4 over 20 epochs (measured) and can flip a borderline
 validation sample. Hence: losses within 1e-3, accuracies within 2 samples of their split, for
-the default task; 1e-5 for MNIST on a subset whose batches all split evenly.
+the default task; 1e-5 for MNIST (real, and synthetic on purpose) on a subset whose batches all
+split evenly.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from conftest import MIRROR, ROOT, dlwp, metric_rows, record, run_dirs
+from conftest import ROOT, dlwp, metric_rows, record, run_dirs
 from dlwp.data.batches import TensorBatches
 
 TIMEOUT = 240  # seconds for one distributed command; they take 15-60 s here
@@ -241,26 +242,33 @@ def test_resume_under_ddp_continues_as_an_uninterrupted_run(ddp_sweep, tmp_path)
 # -- MNIST (book 2.1) on a subset whose batches split evenly ---------------------------------------
 
 
-def mnist_overrides(tmp_path: Path) -> list[str]:
-    """Real MNIST when the mirror has it (linked into a data dir), else the synthetic stand-in."""
-    source = MIRROR / "mnist" / "mnist.npz"
-    if not source.is_file():
-        return ["data.source=synthetic"]
-    (tmp_path / "data" / "mnist").mkdir(parents=True)
-    (tmp_path / "data" / "mnist" / "mnist.npz").symlink_to(source)
-    return [f"paths.data_dir={tmp_path / 'data'}"]
-
-
-def test_mnist_dense_ddp_matches_one_process(tmp_path):
+def _mnist_dense_ddp_matches_one_process(tmp_path: Path, *data: str) -> tuple[dict, dict]:
     # 2,000 = 15 x 128 + 80: every batch, the last included, splits evenly (64 + 64, 40 + 40)
-    args = ["train", "task=mnist_dense", "data.subset=2000", "trainer.max_epochs=2", *mnist_overrides(tmp_path)]
+    args = ["train", "task=mnist_dense", "data.subset=2000", "trainer.max_epochs=2", *data]
     dlwp(*args, runs=tmp_path / "one")
     dlwp_ddp(*args, *DDP, runs=tmp_path / "two")
     (one,), (two,) = run_dirs(tmp_path / "one", "mnist_dense"), run_dirs(tmp_path / "two", "mnist_dense")
+    assert record(two)["device"]["world_size"] == 2 and record(one)["device"]["world_size"] == 1
     samples = {"train": 2000, "test": 2000}
+    assert record(one)["data"]["sizes"] == record(two)["data"]["sizes"] == samples
     assert_close_rows(metric_rows(two), metric_rows(one), loss_tol=1e-5, acc_samples=samples)
     assert finals(two)["test/acc"] == pytest.approx(finals(one)["test/acc"], abs=1.5 / 2000)
     assert finals(two)["test/loss"] == pytest.approx(finals(one)["test/loss"], abs=1e-5)
+    assert finals(one)["test/acc"] > 0.8, "it learns"
+    return record(one)["data"], record(two)["data"]
+
+
+def test_mnist_dense_ddp_matches_one_process_on_real_mnist(mnist_data_dir, tmp_path):
+    """Real-data test (skips without the mirror): both runs read the mirror's MNIST."""
+    for data in _mnist_dense_ddp_matches_one_process(tmp_path, f"paths.data_dir={mnist_data_dir}"):
+        assert data["source"] == "real" and [f["file"] for f in data["files"]] == ["mnist/mnist.npz"]
+
+
+def test_synthetic_mnist_dense_ddp_matches_one_process(tmp_path):
+    """Synthetic on purpose (every machine): the evenly split batches' 1e-5 agreement does not depend
+    on the pixels, so the data module's synthetic MNIST (same shapes) checks it without the mirror."""
+    for data in _mnist_dense_ddp_matches_one_process(tmp_path, "data.source=synthetic"):
+        assert data["source"] == "synthetic" and data["files"] == []
 
 
 # -- SLURM launcher config (no cluster here: compose it and render its sbatch script) --------------

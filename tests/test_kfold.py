@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import math
 import statistics
@@ -38,18 +39,6 @@ def compose_train(*overrides: str):
     register_resolvers()
     with initialize_config_dir(str(conf_dir()), version_base="1.3"):
         return compose("train", overrides=list(overrides))
-
-
-@pytest.fixture(scope="module")
-def data_args(tmp_path_factory) -> list[str]:
-    """The real Boston data from the mirror (symlinked, never copied), else the synthetic source."""
-    source = MIRROR / "boston_housing" / "boston_housing.npz"
-    if not source.is_file():
-        return ["data.source=synthetic"]
-    data_dir = tmp_path_factory.mktemp("data")
-    (data_dir / "boston_housing").mkdir()
-    (data_dir / "boston_housing" / "boston_housing.npz").symlink_to(source)
-    return [f"paths.data_dir={data_dir}"]
 
 
 # --------------------------------------------------------------------------------------------- (a) folds
@@ -181,10 +170,16 @@ def test_bad_k_fails_at_start_up_with_exit_2_and_no_run_directory(tmp_path, k, m
 # --------------------------------------------------------------------------------------------- (c) the real CLI
 
 
-@pytest.fixture(scope="module")
-def kfold_run(tmp_path_factory, data_args) -> Path:
-    """One small K-fold run through the real CLI: 2 folds x 20 epochs, then a 20-epoch final model."""
-    runs = tmp_path_factory.mktemp("runs")
+@pytest.fixture(scope="module", params=["real", "synthetic"])
+def kfold_run(request, tmp_path_factory) -> Path:
+    """One small K-fold run through the real CLI: 2 folds x 20 epochs, then a 20-epoch final model.
+    `real`: on the mirror's Boston data (skips without it); `synthetic`: on the data module's
+    synthetic source, on purpose, so that the K-fold machinery is checked on every machine."""
+    if request.param == "real":
+        data = [f"paths.data_dir={request.getfixturevalue('boston_data_dir')}"]
+    else:
+        data = ["data.source=synthetic"]
+    runs = tmp_path_factory.mktemp(f"runs_{request.param}")
     args = [
         f"task={TASK}",
         "kfold.k=2",
@@ -192,9 +187,14 @@ def kfold_run(tmp_path_factory, data_args) -> Path:
         "data.batch_size=16",
         final_override(FINAL),
     ]
-    dlwp("train", *args, *data_args, runs=runs)
+    dlwp("train", *args, *data, runs=runs)
     (run_dir,) = run_dirs(runs, TASK)
     return run_dir
+
+
+def fold_histories(kfold_run: Path, k: int = 2) -> list[list[dict[str, float]]]:
+    """Each fold's metrics.csv, as the fold's own run wrote it (not the K-fold record)."""
+    return [read_metrics_csv(kfold_run / f"fold-{i}" / "metrics.csv") for i in range(k)]
 
 
 def test_kfold_run_holds_every_fold_and_the_final_model(kfold_run):
@@ -207,8 +207,22 @@ def test_kfold_run_holds_every_fold_and_the_final_model(kfold_run):
     assert [Path(f["run_dir"]).name for f in folds] == ["fold-0", "fold-1"]
     assert [f["val_range"] for f in folds] == [[0, 202], [202, 404]]
     assert Path(data["kfold"]["final"]["run_dir"]).name == "final"
-    fold0 = record(kfold_run / "fold-0")["data"]
-    assert data["data"] == {k: v for k, v in fold0.items() if k != "sizes"}, "the K-fold record names its data"
+    # the K-fold record names the data every one of its runs read, and it is what the run was given
+    for name in ("fold-1", "final"):
+        assert data["data"] == {k: v for k, v in record(kfold_run / name)["data"].items() if k != "sizes"}
+    if data["data"]["source"] == "real":
+        (read,) = data["data"]["files"]
+        mirror = MIRROR / "boston_housing" / "boston_housing.npz"
+        assert (read["dataset"], read["file"]) == ("boston_housing", "boston_housing/boston_housing.npz")
+        assert Path(read["path"]).resolve() == mirror.resolve()
+        assert read["sha256"] == hashlib.sha256(mirror.read_bytes()).hexdigest()
+    else:
+        assert data["data"]["source"] == "synthetic" and data["data"]["files"] == []
+    # each fold validates on its 202 samples and trains on the other 202 (its test split is loaded, unused);
+    # the final model trains on all 404
+    for i in range(2):
+        assert record(kfold_run / f"fold-{i}")["data"]["sizes"] == {"train": 202, "val": 202, "test": 102}
+    assert record(kfold_run / "final")["data"]["sizes"] == {"train": 404, "test": 102}
     fold_cfg = (kfold_run / "fold-1" / "config.yaml").read_text()
     assert "num_folds: 2" in fold_cfg and "fold: 1" in fold_cfg and "test: false" in fold_cfg
     assert not any(k.startswith("test/") for k in record(kfold_run / "fold-0")["metrics"]["final"])
@@ -219,31 +233,43 @@ def test_kfold_learns_better_than_the_mean_target(kfold_run):
     baseline = record(kfold_run / "final")["baselines"]["mean_target_mae"]
     assert data["kfold"]["mean"]["val/mae"] < 0.8 * baseline
     assert data["kfold"]["final"]["metrics"]["test/mae"] < 0.8 * baseline
-    assert data["metrics"]["final"]["test/mae"] == data["kfold"]["final"]["metrics"]["test/mae"]
+    final_run = record(kfold_run / "final")["metrics"]["final"]  # the final model's own record
+    assert data["kfold"]["final"]["metrics"]["test/mae"] == final_run["test/mae"]
+    assert data["metrics"]["final"]["test/mae"] == final_run["test/mae"]
+    assert final_run["epoch"] == 20 and len(read_metrics_csv(kfold_run / "final" / "metrics.csv")) == 20
 
 
 def test_recorded_mean_and_std_are_those_of_the_folds_metrics(kfold_run):
+    """Every aggregate of run.json and kfold_curve.csv, recomputed here from the folds' own metrics.csv."""
     data = record(kfold_run)
-    histories = [read_metrics_csv(kfold_run / f"fold-{i}" / "metrics.csv") for i in range(2)]
+    histories = fold_histories(kfold_run)
     last = [h[-1] for h in histories]
-    assert all(row["epoch"] == SMOKE_EPOCHS for row in last)
+    assert all([row["epoch"] for row in h] == list(range(1, SMOKE_EPOCHS + 1)) for h in histories)
     for key in ("val/loss", "val/mae"):
         values = [row[key] for row in last]
-        assert data["kfold"]["mean"][key] == pytest.approx(statistics.fmean(values), abs=1e-6)
+        mean = statistics.fmean(values)
+        assert data["kfold"]["mean"][key] == pytest.approx(mean, abs=1e-6)
         assert data["kfold"]["std"][key] == pytest.approx(statistics.stdev(values), abs=1e-6)
-        assert data["metrics"]["final"][key] == data["kfold"]["mean"][key]
+        assert data["metrics"]["final"][key] == pytest.approx(mean, abs=1e-6), "metrics.final: the K-fold mean"
+        for i, fold in enumerate(data["kfold"]["folds"]):
+            assert fold["final"][key] == pytest.approx(last[i][key], abs=1e-6)
+            assert fold["epochs"] == SMOKE_EPOCHS
         best = [min(row[key] for row in h) for h in histories]
         assert data["kfold"]["best_mean"][key] == pytest.approx(statistics.fmean(best), abs=1e-6)
     with open(kfold_run / "kfold_curve.csv", newline="") as f:
         curve = list(csv.DictReader(f))
     assert [int(r["epoch"]) for r in curve] == list(range(1, SMOKE_EPOCHS + 1))
+    assert [int(r["folds"]) for r in curve] == [2] * SMOKE_EPOCHS
+    mean_mae = []
     for epoch, row in enumerate(curve):
         for key in ("val/loss", "val/mae"):
             values = [h[epoch][key] for h in histories]
             assert float(row[key]) == pytest.approx(statistics.fmean(values), abs=1e-5)
             assert float(row[f"{key}_std"]) == pytest.approx(statistics.stdev(values), abs=1e-5)
-    best = data["metrics"]["best"]["val/mae"]
-    assert best["value"] == min(float(r["val/mae"]) for r in curve)
+        mean_mae.append(statistics.fmean(h[epoch]["val/mae"] for h in histories))
+    best = data["metrics"]["best"]["val/mae"]  # the best epoch of the mean curve, as the book reads it
+    assert best["value"] == pytest.approx(min(mean_mae), abs=1e-5)
+    assert best["epoch"] == 1 + min(range(SMOKE_EPOCHS), key=mean_mae.__getitem__)
 
 
 def test_kfold_figure_is_drawn(kfold_run):
@@ -258,8 +284,9 @@ def test_kfold_figure_is_drawn(kfold_run):
 
 def test_run_json_is_valid_json_with_paths_of_every_run(kfold_run):
     text = (kfold_run / "run.json").read_text()
-    paths = [f["run_dir"] for f in json.loads(text)["kfold"]["folds"]]
-    assert all(Path(p).is_dir() for p in paths)
+    kfold = json.loads(text)["kfold"]
+    assert [f["run_dir"] for f in kfold["folds"]] == [str(kfold_run / "fold-0"), str(kfold_run / "fold-1")]
+    assert kfold["final"]["run_dir"] == str(kfold_run / "final")
 
 
 def test_kfold_refuses_a_multi_process_trainer(tmp_path):

@@ -1,7 +1,9 @@
 """Smoke tests of the book's tasks (chapters 3-5 and 7.1.3) through the real CLI, on tiny subsets: learning happened.
 
-Real data (the shared mirror) when present; otherwise the data modules' synthetic source, which
-has the real format and a learnable signal, so the suite passes on a machine without ../shared.
+Real-data tests take the shared mirror's files (symlinked into a tmp data dir by conftest's
+fixtures) and skip, saying why, without them; nothing falls back to other data. The tests named
+`test_synthetic_*` check the pipelines (sweeps, figures, eval, ensembles) on the data modules'
+synthetic source on purpose, so that these run on a machine without ../shared too.
 """
 
 from __future__ import annotations
@@ -12,34 +14,21 @@ import pytest
 
 from conftest import MIRROR, dlwp, metric_rows, record, run_dirs
 
-FILES = {
-    "mnist": ["mnist/mnist.npz"],
-    "imdb": ["imdb/imdb_word_index.json", ("imdb/aclImdb_v1.tar.gz", "imdb/aclImdb_v1_labeled.tar.gz")],
-    "reuters": [("reuters/reuters.npz", "reuters/reuters_rebuilt.npz")],
-}
+
+def data_args(data_dir: Path) -> list[str]:
+    return [f"paths.data_dir={data_dir}"]
 
 
-@pytest.fixture(scope="module")
-def data_args(tmp_path_factory) -> dict[str, list[str]]:
-    """Per dataset: overrides that point at the real mirror (symlinked) or select synthetic data."""
-    data_dir = tmp_path_factory.mktemp("data")
-    args = {}
-    for name, files in FILES.items():
-        sources = []
-        for spec in files:
-            target, source = (spec, spec) if isinstance(spec, str) else spec
-            if (MIRROR / source).is_file():
-                (data_dir / target).parent.mkdir(parents=True, exist_ok=True)
-                (data_dir / target).symlink_to(MIRROR / source)
-                sources.append(True)
-            else:
-                sources.append(False)
-        real = all(sources)
-        args[name] = [f"paths.data_dir={data_dir}"] if real else ["data.source=synthetic"]
-    return args
+SYNTHETIC = ["data.source=synthetic"]
 
 
-def _learned(run_dir: Path, metric: str = "acc") -> dict:
+def _real(rec: dict) -> None:
+    """The run read the mirror's files (through the tmp data dir's links), no stand-in."""
+    assert rec["data"]["source"] == "real" and rec["data"]["files"]
+    assert all(Path(f["path"]).resolve().is_relative_to(MIRROR.resolve()) for f in rec["data"]["files"])
+
+
+def _learned(run_dir: Path) -> dict:
     rec = record(run_dir)
     assert rec["status"] == "completed"
     rows = metric_rows(run_dir)
@@ -55,79 +44,119 @@ def _learned(run_dir: Path, metric: str = "acc") -> dict:
         ("reuters_dense", "reuters", ["data.subset=3000", "data.val_size=500", "trainer.max_epochs=8"]),
     ],
 )
-def test_chapter3_task_beats_its_trivial_baseline(task, dataset, extra, data_args, tmp_path):
-    dlwp("train", f"task={task}", *data_args[dataset], *extra, runs=tmp_path)
+def test_chapter3_task_beats_its_trivial_baseline(task, dataset, extra, request, tmp_path):
+    data_dir = request.getfixturevalue(f"{dataset}_data_dir")  # skips without the mirror's files
+    dlwp("train", f"task={task}", *data_args(data_dir), *extra, runs=tmp_path)
     (run_dir,) = run_dirs(tmp_path, task)
     rec = _learned(run_dir)
+    _real(rec)
     acc, majority = rec["metrics"]["final"]["test/acc"], rec["baselines"]["majority_acc"]
     assert acc > majority + 0.1, f"{task}: test acc {acc:.3f} vs majority-class baseline {majority:.3f}"
 
 
-def test_reuters_bottleneck_learns_less_than_the_full_network(data_args, tmp_path):
-    common = ["data.subset=3000", "data.val_size=500", "trainer.max_epochs=8", *data_args["reuters"]]
+def test_reuters_bottleneck_learns_less_than_the_full_network(reuters_data_dir, tmp_path):
+    common = ["data.subset=3000", "data.val_size=500", "trainer.max_epochs=8", *data_args(reuters_data_dir)]
     dlwp("train", "-m", "task=reuters_dense,reuters_bottleneck", "data.batch_size=128", *common, runs=tmp_path)
     (sweep,) = (tmp_path / "multirun").iterdir()
-    accs = {record(d)["task"]: record(d)["metrics"]["best"]["val/acc"]["value"] for d in sweep.iterdir()
-            if (d / "run.json").exists()}  # fmt: skip
-    majority = record(next(iter(sweep.glob("*/run.json"))).parent)["baselines"]["majority_acc"]
+    recs = [record(d) for d in sweep.iterdir() if (d / "run.json").exists()]
+    assert len(recs) == 2 and all(rec["status"] == "completed" for rec in recs)
+    for rec in recs:
+        _real(rec)
+    accs = {rec["task"]: rec["metrics"]["best"]["val/acc"]["value"] for rec in recs}
+    (majority,) = {rec["baselines"]["majority_acc"] for rec in recs}  # the same validation wires
     assert accs["reuters_bottleneck"] > majority + 0.05, "the bottleneck still learns: beats always-the-commonest-topic"
     assert accs["reuters_bottleneck"] < accs["reuters_dense"], "a 4-unit bottleneck loses information (book 3.6)"
 
 
-def test_chapter4_study_runs_all_variants_in_one_command_with_figures(data_args, tmp_path):
-    dlwp("train", "-m", "+experiment=ch4_study", "data.subset=2000", "trainer.max_epochs=3", *data_args["imdb"],
-         runs=tmp_path)  # fmt: skip
-    (sweep,) = (tmp_path / "multirun").iterdir()
+def _chapter4_study(runs: Path, *args: str) -> tuple[Path, dict[str, Path]]:
+    """`+experiment=ch4_study` in one command: its sweep directory, and each variant's run; checks
+    that all five ran and were compared in figures and a summary."""
+    dlwp("train", "-m", "+experiment=ch4_study", "data.subset=2000", "trainer.max_epochs=3", *args, runs=runs)
+    (sweep,) = (runs / "multirun").iterdir()
     tasks = {record(d)["task"]: d for d in sweep.iterdir() if (d / "run.json").exists()}
     assert set(tasks) == {"imdb_original", "imdb_smaller", "imdb_bigger", "imdb_l2", "imdb_dropout"}
-    for run_dir in tasks.values():
-        rec = _learned(run_dir)
-        assert rec["metrics"]["final"]["val/acc"] > rec["baselines"]["majority_acc"] + 0.1
     figures = {p.name for p in (sweep / "report").glob("*.png")}
     assert {f"vs_imdb_original_{t}.png" for t in ("imdb_smaller", "imdb_bigger", "imdb_l2", "imdb_dropout")} <= figures
     assert (sweep / "summary.md").read_text().count("completed") == 5
+    return sweep, tasks
 
 
-def test_mnist_convnet_learns_and_its_checkpoints_evaluate_and_ensemble(data_args, tmp_path):
-    """Book 5.1 on a subset: two seeds beat the majority class; `dlwp eval` of a checkpoint and an
-    ensemble of the two work on the convnet."""
-    dlwp("train", "-m", "task=mnist_convnet", "seed=0,1", "data.subset=1500", "trainer.max_epochs=2",
-         *data_args["mnist"], runs=tmp_path)  # fmt: skip
-    (sweep,) = (tmp_path / "multirun").iterdir()
+def test_chapter4_study_runs_all_variants_in_one_command_on_real_reviews(imdb_data_dir, tmp_path):
+    _, tasks = _chapter4_study(tmp_path, *data_args(imdb_data_dir))
+    for run_dir in tasks.values():
+        rec = _learned(run_dir)
+        _real(rec)
+        assert rec["metrics"]["final"]["val/acc"] > rec["baselines"]["majority_acc"] + 0.1
+
+
+def test_synthetic_chapter4_study_runs_all_variants_in_one_command_with_figures(tmp_path):
+    """Synthetic on purpose (every machine): the sweep, its figures and summary; each variant learns."""
+    _, tasks = _chapter4_study(tmp_path, *SYNTHETIC)
+    for run_dir in tasks.values():
+        rec = _learned(run_dir)
+        assert rec["data"]["source"] == "synthetic" and rec["data"]["files"] == []
+        # above chance; the 4-unit imdb_smaller learns the synthetic reviews slowest (0.59 vs 0.50 at epoch 3)
+        assert rec["metrics"]["final"]["val/acc"] > rec["baselines"]["majority_acc"] + 0.05
+
+
+def _convnet_seeds_evaluate_and_ensemble(runs: Path, *args: str, where: tuple[str, ...] = ()) -> list[dict]:
+    """Book 5.1 on a subset: two seeds in one sweep beat the majority class; `dlwp eval` of a
+    checkpoint gives its run's test accuracy again, and an ensemble of the two is no worse than its
+    weaker member. `where`: the data location for eval/ensemble (the checkpoint knows the rest)."""
+    dlwp("train", "-m", "task=mnist_convnet", "seed=0,1", "data.subset=1500", "trainer.max_epochs=2", *args,
+         runs=runs)  # fmt: skip
+    (sweep,) = (runs / "multirun").iterdir()
     jobs = sorted(p for p in sweep.iterdir() if (p / "run.json").exists())
-    for job in jobs:
-        rec = _learned(job)
+    recs = [_learned(job) for job in jobs]
+    assert [rec["seed"] for rec in recs] == [0, 1]
+    for rec in recs:
         assert rec["metrics"]["final"]["test/acc"] > rec["baselines"]["majority_acc"] + 0.5
-    where = [a for a in data_args["mnist"] if a.startswith("paths.")]  # the checkpoint knows the rest
-    dlwp("eval", f"ckpt_path={jobs[0] / 'checkpoints' / 'last.ckpt'}", *where, runs=tmp_path)
-    (eval_dir,) = run_dirs(tmp_path, "eval")
-    assert record(eval_dir)["metrics"]["final"]["test/acc"] == record(jobs[0])["metrics"]["final"]["test/acc"]
-    dlwp("ensemble", f"sweep={sweep}", *where, runs=tmp_path)
-    (ens_dir,) = run_dirs(tmp_path, "ensemble")
+    dlwp("eval", f"ckpt_path={jobs[0] / 'checkpoints' / 'last.ckpt'}", *where, runs=runs)
+    (eval_dir,) = run_dirs(runs, "eval")
+    assert record(eval_dir)["data"]["source"] == recs[0]["data"]["source"]
+    assert record(eval_dir)["metrics"]["final"]["test/acc"] == recs[0]["metrics"]["final"]["test/acc"]
+    dlwp("ensemble", f"sweep={sweep}", *where, runs=runs)
+    (ens_dir,) = run_dirs(runs, "ensemble")
     ens = record(ens_dir)
-    assert len(ens["members"]) == 2
-    assert ens["metrics"]["final"]["test/acc"] >= min(m["test/acc"] for m in ens["members"]) - 0.01
+    members = sorted(m["test/acc"] for m in ens["members"])
+    trained = sorted(rec["metrics"]["final"]["test/acc"] for rec in recs)
+    assert members == pytest.approx(trained, abs=1e-6), "its members are the two runs"
+    assert ens["metrics"]["final"]["test/acc"] >= members[0] - 0.01
+    return recs
 
 
-def test_imdb_multi_output_beats_each_heads_baseline(data_args, tmp_path):
-    dlwp("train", "task=imdb_multi_output", "data.subset=3000", "trainer.max_epochs=4", *data_args["imdb"],
+def test_mnist_convnet_learns_on_real_digits_and_its_checkpoints_evaluate_and_ensemble(mnist_data_dir, tmp_path):
+    where = tuple(data_args(mnist_data_dir))
+    recs = _convnet_seeds_evaluate_and_ensemble(tmp_path, *where, where=where)
+    for rec in recs:
+        _real(rec)
+
+
+def test_synthetic_mnist_convnet_checkpoints_evaluate_and_ensemble(tmp_path):
+    """Synthetic on purpose (every machine): the convnet's sweep, eval and ensemble pipeline."""
+    recs = _convnet_seeds_evaluate_and_ensemble(tmp_path, *SYNTHETIC)
+    assert all(rec["data"]["source"] == "synthetic" for rec in recs)
+
+
+def test_imdb_multi_output_beats_each_heads_baseline(imdb_data_dir, tmp_path):
+    dlwp("train", "task=imdb_multi_output", "data.subset=3000", "trainer.max_epochs=4", *data_args(imdb_data_dir),
          runs=tmp_path)  # fmt: skip
     (run_dir,) = run_dirs(tmp_path, "imdb_multi_output")
     rec = _learned(run_dir)
+    _real(rec)
     final, base = rec["metrics"]["final"], rec["baselines"]
     assert final["test/sentiment/acc"] > base["sentiment/majority_acc"] + 0.1
     assert final["test/rating/mae"] < base["rating/mean_target_mae"] - 0.3
     assert final["test/rating_class/acc"] > base["rating_class/majority_acc"] + 0.03
 
 
-def test_imdb_multi_output_with_the_conv1d_encoder_learns_every_head(data_args, tmp_path):
+def test_imdb_multi_output_with_the_conv1d_encoder_learns_every_head(imdb_data_dir, tmp_path):
     """Book 7.1.3's listing shape (a 1D-convnet encoder, one head per output) on real reviews."""
-    if data_args["imdb"] == ["data.source=synthetic"]:
-        pytest.skip("the data mirror's IMDB reviews are absent")
     dlwp("train", "task=imdb_multi_output_conv1d", "data.subset=4000", "data.maxlen=150", "trainer.max_epochs=4",
-         "task.optimizer.lr=1e-3", *data_args["imdb"], runs=tmp_path)  # fmt: skip
+         "task.optimizer.lr=1e-3", *data_args(imdb_data_dir), runs=tmp_path)  # fmt: skip
     (run_dir,) = run_dirs(tmp_path, "imdb_multi_output_conv1d")
     rec = _learned(run_dir)
+    _real(rec)
     final, base = rec["metrics"]["final"], rec["baselines"]
     assert final["test/sentiment/acc"] > base["sentiment/majority_acc"] + 0.15
     assert final["test/rating/mae"] < base["rating/mean_target_mae"] - 0.5

@@ -5,17 +5,30 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+from importlib import metadata
 from pathlib import Path
 
 import pytest
 
 from conftest import ROOT, dlwp, metric_rows, record, run_dirs
 
-SECRET = "sk-test-4f1d9c0a7e"  # must never appear in anything a run writes
+# must never appear in anything a run writes; made up per session, so that it is in no file (a dirty
+# checkout's git.diff, which runs record, may show this very line)
+SECRET = f"sk-test-{os.urandom(5).hex()}"
+
+
+def git_head() -> str | None:
+    """`git rev-parse HEAD` of the checkout the tests run in; None outside a git checkout."""
+    proc = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True)
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+HEAD_BEFORE_RUN: list[str | None] = []  # HEAD when default_run started (another session may commit meanwhile)
 
 
 @pytest.fixture(scope="module")
@@ -23,6 +36,7 @@ def default_run(tmp_path_factory) -> Path:
     """`dlwp train` with no arguments (the embedded default), with a credential in the environment
     and a credential-looking override on the command line."""
     runs = tmp_path_factory.mktemp("runs")
+    HEAD_BEFORE_RUN.append(git_head())
     dlwp("train", f"+hydra.job.env_set.MY_API_TOKEN={SECRET}", runs=runs, env={"WANDB_API_KEY": SECRET})
     (run_dir,) = run_dirs(runs)
     return run_dir
@@ -42,15 +56,36 @@ def test_default_task_learns(default_run):
 def test_run_record_says_what_made_the_run(default_run):
     rec = record(default_run)
     assert rec["task"] == "digits_dense" and rec["seed"] == 42
-    assert rec["command"][:2] == ["dlwp", "train"] or rec["command"][0].endswith("cli.py")
-    assert set(rec["git"]) >= {"commit", "dirty"}
-    assert rec["packages"]["torch"] and rec["packages"]["lightning"] and rec["packages"]["hydra-core"]
+    # the tests start `python -m dlwp.cli train ...`: argv[0] is the module's file, then the arguments
+    assert Path(rec["command"][0]).name == "cli.py" and rec["command"][1] == "train"
+    assert "+hydra.job.env_set.MY_API_TOKEN=<redacted>" in rec["command"]
+    git = rec["git"]
+    head = git_head()
+    if head is None:  # not a git checkout (e.g. an unpacked sdist): the record says it does not know
+        assert (git["commit"], git["dirty"]) == (None, None)
+    else:
+        assert re.fullmatch(r"[0-9a-f]{40}", git["commit"] or ""), git
+        assert git["commit"] in {*HEAD_BEFORE_RUN, head}, f"run.json's commit is not this checkout's HEAD {head}"
+        assert isinstance(git["dirty"], bool)
+        if git["dirty"]:  # what makes a dirty tree reproducible: its diff against the commit, beside the record
+            assert git["diff_file"] == "git.diff" and (default_run / "git.diff").read_text().startswith("diff --git")
+        else:
+            assert "diff_file" not in git and not (default_run / "git.diff").exists()
+    for name in ("torch", "lightning", "hydra-core"):
+        assert rec["packages"][name] == metadata.version(name)
     assert rec["device"]["accelerator"] == "cpu" and rec["wall_time_s"] > 0
     (data_file,) = rec["data"]["files"]
     assert hashlib.sha256(Path(data_file["path"]).read_bytes()).hexdigest() == data_file["sha256"]
     assert rec["data"]["sizes"] == {"train": 1257, "val": 180, "test": 360}
+    rows = metric_rows(default_run)  # best: recomputed from the epochs' metrics.csv rows
+    best_acc = max(rows, key=lambda r: r["val/acc"])
+    assert rec["metrics"]["best"]["val/acc"]["value"] == pytest.approx(best_acc["val/acc"], abs=1e-6)
     assert rec["metrics"]["best"]["val/acc"]["value"] >= rec["metrics"]["final"]["val/acc"]
-    assert rec["metrics"]["best"]["val/loss"]["epoch"] in range(1, 21)
+    best_loss = min(rows, key=lambda r: r["val/loss"])
+    assert rec["metrics"]["best"]["val/loss"] == {"value": pytest.approx(best_loss["val/loss"], abs=1e-6),
+                                                  "epoch": best_loss["epoch"]}  # fmt: skip
+    assert rec["metrics"]["final"] == pytest.approx(rows[-1] | {k: v for k, v in rec["metrics"]["final"].items()
+                                                                if k.startswith(("test/", "time/"))})  # fmt: skip
     assert (default_run / "config.yaml").read_text().startswith("task:")
     assert {p.name for p in (default_run / "checkpoints").iterdir()} == {"best.ckpt", "last.ckpt"}
     # Keras' model.summary(): each layer's output shape and parameters, from a real batch
