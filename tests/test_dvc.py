@@ -68,8 +68,9 @@ def test_pull_in_a_fresh_clone_gives_the_pinned_bytes(pinned_clone):
 
 
 def test_runs_record_the_pinned_version_and_require_pinned_refuses_changed_data(pinned_clone, tmp_path):
+    # fake_mnist is not a registered version of mnist.npz: trained on only with allow_unverified_data=true
     common = ["task=mnist_dense", f"paths.root={pinned_clone}", f"paths.data_dir={pinned_clone / 'data'}",
-              "data.subset=300", "trainer.max_epochs=1"]  # fmt: skip
+              "data.subset=300", "trainer.max_epochs=1", "allow_unverified_data=true"]  # fmt: skip
     dlwp("train", *common, "require_pinned_data=true", runs=tmp_path / "ok")
     (run,) = run_dirs(tmp_path / "ok", "mnist_dense")
     version = record(run)["data"]["version"]

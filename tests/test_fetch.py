@@ -156,6 +156,7 @@ def test_chapter_2_3_datasets_fetch_from_the_shared_mirror(tmp_path):
 def test_data_cli_status_and_failed_fetch(tmp_path):
     out = dlwp("data", "--data-dir", str(tmp_path), "status").stdout
     assert "mnist           missing" in out and "data version" in out
+    (tmp_path / "empty").mkdir()  # a mirror folder without the dataset (a missing folder is an error of its own)
     proc = dlwp("data", "--data-dir", str(tmp_path), "fetch", "dogs_vs_cats", "--mirror", str(tmp_path / "empty"),
                 check=False, env={"DLWP_DATA_MIRROR": ""})  # fmt: skip
     assert proc.returncode == 1 and "dogs_vs_cats: FAILED" in proc.stderr and "kaggle" in proc.stderr.lower()
@@ -181,4 +182,4 @@ def test_a_tree_is_trusted_only_through_a_checksum_list_the_registry_pins(tmp_pa
         fetch_tree(tree(FileSpec("toy/SHA256SUMS")), tmp_path / "d2", source)
     pinned = FileSpec("toy/SHA256SUMS", sha256=hashlib.sha256(sums).hexdigest())
     assert [r.state for r in fetch_tree(tree(pinned), tmp_path / "d3", source)] == ["verified", "verified"]
-    assert DATASETS["dogs_vs_cats"].files[0].variants, "the real dogs_vs_cats list is pinned in the registry"
+    assert DATASETS["dogs_vs_cats"].files[0].sha256, "the real dogs_vs_cats list is pinned in the registry"

@@ -58,6 +58,32 @@ def check_task(ckpt: dict[str, Any], path: Path, task: str) -> None:
         raise CheckpointError(f"{path} is a checkpoint of task '{stored}', not '{task}'")
 
 
+def check_same_network(ckpt: dict[str, Any], path: Path, model: dict[str, Any]) -> None:
+    """A resumed run must build the network its checkpoint was saved from: name each `model.*` key
+    that differs, instead of torch's size-mismatch traceback."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:  # the stored config is unresolved (`${data.num_words}`): resolved within its own tree
+        stored = OmegaConf.to_container(OmegaConf.create(ckpt["dlwp"]["config"]).model, resolve=True)
+    except (OmegaConfBaseException, AttributeError):
+        return  # an older or partial record: torch's own check of the weights' shapes still applies
+    differing = sorted(_differences(stored, model, "model"))
+    if differing:
+        shown = "; ".join(f"{key}: checkpoint {old!r}, now {new!r}" for key, old, new in differing)
+        raise CheckpointError(
+            f"ckpt_path={path} was saved from another network ({shown}). Resume with the checkpoint's settings "
+            "(its run's config.yaml), or start a new run from its weights with init_from=<that run>"
+        )
+
+
+def _differences(old: Any, new: Any, key: str) -> list[tuple[str, Any, Any]]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [d for k in sorted(set(old) | set(new), key=str)
+                for d in _differences(old.get(k), new.get(k), f"{key}.{k}")]  # fmt: skip
+    return [] if old == new else [(key, old, new)]
+
+
 def init_from(module, spec: str, runs_dir: Path) -> dict[str, Any]:
     """Load the network weights of a checkpoint (or a run directory's best) into `module.network`:
     transfer, not resume (the optimiser, epoch and history start fresh). Weights are matched by

@@ -11,6 +11,7 @@ import importlib
 import os
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -146,13 +147,19 @@ def main(argv: list[str] | None = None) -> int:
     return entry_point(command.entry)(rest)
 
 
+def missing_value_message(command: Command, err) -> str:
+    key = getattr(err, "full_key", None) or str(err).splitlines()[0]
+    return f"{key} is required: dlwp {command.name} {command.synopsis}".rstrip()
+
+
 def _run_hydra(command: Command, overrides: list[str]) -> int:
     """Hand the overrides to Hydra, so `-m`, `--cfg`, `--help` and sweeps behave as Hydra's do."""
     import hydra
+    from omegaconf.errors import MissingMandatoryValue
 
     from dlwp.config.schema import register
     from dlwp.errors import DlwpError
-    from dlwp.paths import conf_dir, extra_search_path, register_resolvers
+    from dlwp.paths import check_runs_dir, conf_dir, discard_if_unused, extra_search_path, register_resolvers
 
     register()
     register_resolvers()
@@ -170,8 +177,10 @@ def _run_hydra(command: Command, overrides: list[str]) -> int:
             saved_env = _as_single_run(original_argv, command.name)
         try:
             return run(cfg)
-        except DlwpError as err:
-            print(f"dlwp {command.name}: error: {err}", file=sys.stderr)
+        except (DlwpError, MissingMandatoryValue) as err:
+            message = str(err) if isinstance(err, DlwpError) else missing_value_message(command, err)
+            print(f"dlwp {command.name}: error: {message}", file=sys.stderr)
+            discard_if_unused(Path(HydraConfig.get().runtime.output_dir))  # a rejected command leaves no folder
             if in_sweep:  # one bad job must not end the sweep; its run.json records the failure
                 return float("nan")
             raise SystemExit(2) from None
@@ -187,6 +196,8 @@ def _run_hydra(command: Command, overrides: list[str]) -> int:
     try:
         config_path = str(conf_dir())
         search = extra_search_path()
+        if not any(o in ("--help", "-h", "--cfg", "-c", "--info", "-i") for o in overrides):
+            check_runs_dir(overrides)
     except DlwpError as err:
         print(f"dlwp {command.name}: error: {err}", file=sys.stderr)
         return 2

@@ -19,3 +19,8 @@ class CheckpointError(DlwpError, ValueError):
 
 class TrainingDivergedError(DlwpError, FloatingPointError):
     """The training loss became NaN or infinite: the run stops, and a sweep records the trial as failed."""
+
+
+class StorageError(DlwpError, OSError):
+    """A file of the run could not be written (disk full, file too large, read-only): the run stops,
+    and what it had saved (its last complete checkpoint) is kept."""

@@ -31,7 +31,8 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from dlwp.errors import ConfigError, DlwpError
-from dlwp.record import LOWER_IS_BETTER, RunRecord, read_metrics_csv, redact_argv, write_metrics_csv
+from dlwp.record import LOWER_IS_BETTER, RunRecord, read_metrics_csv, write_atomic, write_metrics_csv
+from dlwp.redact import redact_argv, redact_tree
 
 CURVE_FILE, FIGURE_FILE = "kfold_curve.csv", "kfold.png"
 SMOOTH_FACTOR, SMOOTH_SKIP = 0.9, 10
@@ -156,7 +157,8 @@ def run_kfold(cfg: DictConfig) -> float:
         raise
     for note in _no_holdout(cfg):
         print(f"dlwp kfold: {note} (the K folds are the validation sets)", file=sys.stderr)
-    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    plain = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    write_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(redact_tree(plain))))
     record = RunRecord(run_dir, "kfold", Path(cfg.paths.root))
     record.update(
         task=cfg.task.name, section=cfg.task.section, seed=cfg.seed, config_file="config.yaml",

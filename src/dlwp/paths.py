@@ -80,12 +80,38 @@ def claim_dir(parent: Path | str, stamp: str | None = None) -> Path:
 
 
 def discard_if_unused(run_dir: Path) -> None:
-    """Remove a run directory that a run rejected at start-up left holding only its empty log."""
+    """Remove a run directory that a command rejected at start-up left holding only its empty log
+    (`train.log`, `eval.log`, ...)."""
     entries = list(run_dir.iterdir()) if run_dir.is_dir() else []
-    if all(p.name == "train.log" and p.stat().st_size == 0 for p in entries):
+    if all(p.suffix == ".log" and p.stat().st_size == 0 for p in entries):
         for p in entries:
-            p.unlink()
-        run_dir.rmdir()
+            p.unlink(missing_ok=True)
+        if run_dir.is_dir():
+            run_dir.rmdir()
+
+
+def check_runs_dir(overrides: list[str]) -> None:
+    """Fail before Hydra starts when the runs folder cannot hold a run directory (read-only, not a
+    folder, under /proc): Hydra would otherwise fail while resolving its own output directory,
+    with a long traceback that never names `paths.runs_dir`."""
+    import tempfile
+
+    from dlwp.errors import ConfigError
+
+    given = [o.split("=", 1)[1] for o in overrides if o.startswith(("paths.runs_dir=", "++paths.runs_dir="))]
+    if given and ("," in given[-1] or "${" in given[-1]):
+        return  # a sweep over runs folders, or an interpolation: checked when resolved
+    runs_dir = Path(given[-1]).expanduser() if given else project_root() / "runs"
+    try:
+        runs_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=runs_dir):
+            pass
+    except OSError as err:
+        key = f"paths.runs_dir={runs_dir}" if given else f"the default runs folder {runs_dir}"
+        raise ConfigError(
+            f"{key}: cannot create a run directory there ({err.strerror or err}); give a writable folder "
+            "with paths.runs_dir=/path/to/runs"
+        ) from None
 
 
 _claimed: dict[tuple[str, ...], str] = {}

@@ -3,7 +3,8 @@
 Every run directory holds `run.json`, rewritten atomically as the run progresses (status
 `running` → `completed` / `failed` / `interrupted`), next to `config.yaml` (the resolved config)
 and, for a dirty checkout, `git.diff`. Nothing from the environment is copied, and command-line
-values whose key looks like a credential are redacted, so a record can be shared as it is.
+credentials (values of credential-named keys, URL passwords) are redacted (`dlwp.redact`), so a
+record can be shared as it is.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import json
 import math
 import os
 import platform
-import re
 import subprocess
 import sys
 import time
@@ -23,21 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from dlwp.allocator import allocator_state
+from dlwp.redact import redact_argv, redact_text, redact_tree
 
 PACKAGES = (
     "dlwp", "torch", "torchvision", "lightning", "torchmetrics", "hydra-core", "omegaconf",
     "numpy", "scikit-learn", "wandb", "dvc", "optuna",
 )  # fmt: skip
-SECRET_KEY = re.compile(r"(key|token|secret|password|passwd|credential|auth)", re.IGNORECASE)
-
-
-def redact_argv(argv: Iterable[str]) -> list[str]:
-    """Command line with the value of any `key=value` whose key looks like a credential hidden."""
-    out = []
-    for arg in argv:
-        key, sep, _ = arg.partition("=")
-        out.append(f"{key}=<redacted>" if sep and SECRET_KEY.search(key) else arg)
-    return out
 
 
 def git_state(root: Path) -> dict[str, Any]:
@@ -184,23 +175,39 @@ def peak_gpu_mb() -> float | None:
     return round(torch.cuda.max_memory_allocated() / 2**20, 1)
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
+def write_atomic(path: Path, content: str | bytes) -> None:
+    """Replace `path` with `content` all at once: written to a temporary file beside it, flushed to
+    disk, then renamed over it. A reader (or a resume) sees the old file or the new one, never half
+    of one; a full disk leaves the old file and no temporary behind."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # several processes may write one file
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(content.encode() if isinstance(content, str) else content)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as err:
+        tmp.unlink(missing_ok=True)
+        if isinstance(err, OSError) and err.errno is not None and err.filename is None:
+            raise OSError(err.errno, err.strerror, str(path)) from err  # name the file the run was writing
+        raise
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    write_atomic(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
 
 
 def write_metrics_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     """One row per epoch; columns in first-seen order; atomic (a reader never sees half a file)."""
     import csv
+    import io
 
     columns = list(dict.fromkeys(k for row in rows for k in row))
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    write_atomic(path, text.getvalue())
 
 
 def read_metrics_csv(path: Path) -> list[dict[str, float]]:
@@ -227,6 +234,21 @@ def best_of(history: list[dict[str, float]]) -> dict[str, dict[str, float]]:
     return best
 
 
+def status_of(record: dict[str, Any]) -> str:
+    """A record's status as it really is: `running` becomes `stale` when the process that wrote it
+    (same host, recorded pid) is gone: killed with SIGKILL, or the machine went down."""
+    status = str(record.get("status", "unknown"))
+    if status != "running" or record.get("host") != platform.node() or not isinstance(record.get("pid"), int):
+        return status
+    try:
+        os.kill(record["pid"], 0)
+    except ProcessLookupError:
+        return "stale"
+    except PermissionError:  # alive, another user's
+        pass
+    return status
+
+
 class RunRecord:
     """Writes `run.json` for one run: at start, after each change of status, at the end."""
 
@@ -241,12 +263,14 @@ class RunRecord:
             "run_dir": str(run_dir),
             "command": redact_argv([Path(sys.argv[0]).name, *sys.argv[1:]]),
             "cwd": os.getcwd(),
+            "host": platform.node(),
+            "pid": os.getpid(),
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(self.started)),
             "git": git,
             "packages": package_versions(),
         }
         if git["dirty"] and enabled:
-            (run_dir / "git.diff").write_text(git_diff(root))
+            write_atomic(run_dir / "git.diff", redact_text(git_diff(root)))
             self.data["git"]["diff_file"] = "git.diff"
         self.save()
 
@@ -267,4 +291,4 @@ class RunRecord:
 
     def save(self) -> None:
         if self.enabled:
-            write_json_atomic(self.path, self.data)
+            write_json_atomic(self.path, redact_tree(self.data))

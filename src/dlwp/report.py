@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dlwp.record import read_metrics_csv
+from dlwp.record import read_metrics_csv, status_of, write_atomic
 
 PROG = "dlwp report"
 STAGES = ("train", "val", "test")
@@ -56,7 +56,7 @@ class Run:
 
     @property
     def status(self) -> str:
-        return str(self.record.get("status", "unknown"))
+        return status_of(self.record)
 
     @property
     def plottable(self) -> bool:
@@ -97,6 +97,15 @@ class Run:
         from dlwp.record import best_of
 
         return best_of(self.history or [])
+
+
+def save_figure(fig, path: Path, **options: Any) -> None:
+    """A figure written atomically (a reader never sees half a PNG)."""
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=path.suffix.lstrip(".") or "png", **options)
+    write_atomic(path, buffer.getvalue())
 
 
 def load_run(path: Path) -> Run:
@@ -285,7 +294,7 @@ def _save(fig, ax, title: str, metric: str, path: Path) -> Path:
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure(fig, path)
     return path
 
 
@@ -563,7 +572,7 @@ def _report_run(path: Path, out: Path) -> Path:
     name = run.record.get("task") or run.task.get("name")
     figures = plot_run(run, out, f" ({name})" if name else "")
     summary = out / "summary.md"
-    summary.write_text(run_summary(run, figures, out))
+    write_atomic(summary, run_summary(run, figures, out))
     return summary
 
 
@@ -589,7 +598,7 @@ def _report_sweep(path: Path, jobs: list[Path], out: Path, baseline: str | None 
     else:
         print(f"{PROG}: warning: no completed job with metrics in {path}: summary only", file=sys.stderr)
     summary = out / "summary.md"
-    summary.write_text(sweep_summary(path, runs, differing, labels, figures, out))
+    write_atomic(summary, sweep_summary(path, runs, differing, labels, figures, out))
     return summary
 
 
@@ -605,7 +614,7 @@ def _report_pictures(path: Path, out: Path) -> Path:
     network = rec.get("network") or {}
     inputs = rec.get("inputs") or {}
     lines = [f"# dlwp {kind.replace('-', ' ')}", ""]
-    rows = [["Directory", f"`{path}`"], ["Status", str(rec.get("status", "unknown"))],
+    rows = [["Directory", f"`{path}`"], ["Status", status_of(rec)],
             ["Network", str(network.get("backbone") or network.get("checkpoint") or "–")],
             ["Weights sha256", str(network.get("sha256", "–"))[:16]]]  # fmt: skip
     rows += [
@@ -624,7 +633,7 @@ def _report_pictures(path: Path, out: Path) -> Path:
                   else f"![{picture.stem}]({picture.resolve().as_uri()})", ""]  # fmt: skip
     lines += ["## Command", "", "```", shlex.join(str(c) for c in rec.get("command", [])), "```", ""]
     summary = out / "summary.md"
-    summary.write_text("\n".join(lines))
+    write_atomic(summary, "\n".join(lines))
     return summary
 
 
@@ -649,7 +658,7 @@ def _plot_losses(csv_path: Path, target: Path) -> Path:
     ax.set_xlabel(x_key)
     ax.set_ylabel("loss")
     ax.legend(fontsize=8)
-    fig.savefig(target, dpi=100, bbox_inches="tight")
+    save_figure(fig, target, dpi=100, bbox_inches="tight")
     plt.close(fig)
     return target
 

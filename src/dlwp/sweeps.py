@@ -8,13 +8,16 @@ covers the jobs of every invocation, and failed jobs are listed as failed.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
+
+from dlwp.record import status_of, write_atomic
 
 SECRET_FREE_COLUMNS = ("job", "status", "overrides", "objective", "run_dir", "best_checkpoint")
 
@@ -36,7 +39,7 @@ def collect(sweep_dir: Path) -> list[dict[str, Any]]:
         best = metrics.get("best", {}).get(monitor, {}) if monitor else {}
         row = {
             "job": run_json.parent.name,
-            "status": record.get("status"),
+            "status": status_of(record),
             "overrides": " ".join(record.get("overrides", [])) or _overrides(record),
             "objective": best.get("value", math.nan),
             "monitor": monitor,
@@ -53,23 +56,44 @@ def write_summary(sweep_dir: Path) -> list[dict[str, Any]]:
     if not rows:
         return rows
     columns = list(dict.fromkeys(k for row in rows for k in row))
-    with open(sweep_dir / "summary.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    write_atomic(sweep_dir / "summary.csv", text.getvalue())  # parallel sweep workers rewrite it
     shown = [c for c in columns if c not in ("run_dir", "best_checkpoint")]
     lines = [f"# Sweep {sweep_dir.name}", "", f"{len(rows)} jobs; objective = best `{rows[0]['monitor']}`.", ""]
     lines += ["| " + " | ".join(shown) + " |", "|" + "---|" * len(shown)]
     for row in rows:
         cells = [f"{row.get(c):.4f}" if isinstance(row.get(c), float) else str(row.get(c, "")) for c in shown]
         lines.append("| " + " | ".join(cells) + " |")
-    (sweep_dir / "summary.md").write_text("\n".join(lines) + "\n")
+    write_atomic(sweep_dir / "summary.md", "\n".join(lines) + "\n")
     return rows
 
 
+def redact_sweep_config(sweep_dir: Path) -> None:
+    """Hydra's own copy of the sweep's config (`multirun.yaml`) without credentials (an Optuna
+    storage URL's password, a `hydra.job.env_set` token)."""
+    from dlwp.redact import redact_tree
+
+    path = sweep_dir / "multirun.yaml"
+    try:
+        plain = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    except (OSError, ValueError):
+        return
+    redacted = redact_tree(plain)
+    if redacted != plain:
+        write_atomic(path, OmegaConf.to_yaml(OmegaConf.create(redacted)))
+
+
 class SweepSummary(Callback):
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if "MULTIRUN" in str(config.hydra.get("mode")):
+            redact_sweep_config(Path(str(config.hydra.sweep.dir)))
+
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(str(config.hydra.sweep.dir))
+        redact_sweep_config(sweep_dir)
         rows = write_summary(sweep_dir) if sweep_dir.is_dir() else []
         failed = [r["job"] for r in rows if r["status"] != "completed"]
         print(f"dlwp: sweep summary of {len(rows)} jobs in {sweep_dir / 'summary.md'}"

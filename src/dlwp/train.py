@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import sys
 from pathlib import Path
@@ -10,9 +12,10 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from dlwp import checkpoints
-from dlwp.errors import ConfigError, DataMissingError
+from dlwp.errors import ConfigError, DataMissingError, StorageError
 from dlwp.paths import claim_dir, discard_if_unused
-from dlwp.record import RunRecord, best_of, device_info, file_identities, redact_argv
+from dlwp.record import RunRecord, best_of, device_info, file_identities, write_atomic
+from dlwp.redact import redact_argv, redact_tree
 
 
 def output_dir(cfg: DictConfig, kind: str | None = None) -> Path:
@@ -138,7 +141,40 @@ def quiet_lightning() -> None:
 
 
 def train(cfg: DictConfig, run_dir: Path | None = None) -> dict[str, Any]:
-    """Fit, test, and record; returns the run record. Raises `DlwpError` on bad input."""
+    """Fit, test, and record; returns the run record. Raises `DlwpError` on bad input, and
+    `SystemExit(143)` (130 for Ctrl-C) after a SIGTERM, with the run recorded as interrupted."""
+    with sigterm_raises():
+        return _train(cfg, run_dir)
+
+
+@contextlib.contextmanager
+def sigterm_raises():
+    """SIGTERM raises Lightning's `SIGTERMException` at once, also while the run is still starting
+    (before Lightning's own handler exists) and during validation or testing, so that the record
+    always ends as `interrupted` and the process exits 143, never 0 or silently."""
+    import signal
+    import threading
+
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise SIGTERMException()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    except SIGTERMException:  # before the run record existed
+        print("dlwp train: interrupted by SIGTERM while starting; nothing to resume", file=sys.stderr)
+        raise SystemExit(128 + SIGNAL_NUMBERS["SIGTERM"]) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _train(cfg: DictConfig, run_dir: Path | None) -> dict[str, Any]:
     import lightning as L
 
     quiet_lightning()
@@ -157,9 +193,9 @@ def train(cfg: DictConfig, run_dir: Path | None = None) -> dict[str, Any]:
         raise
     rank_zero = is_rank_zero()
     record = RunRecord(run_dir, "train", Path(cfg.paths.root), enabled=rank_zero)
-    config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
+    config_yaml = OmegaConf.to_yaml(OmegaConf.create(redact_tree(to_plain(cfg, resolve=True))))
     if rank_zero:
-        (run_dir / "config.yaml").write_text(config_yaml)
+        write_atomic(run_dir / "config.yaml", config_yaml)
     record.update(
         task=cfg.task.name, section=cfg.task.section, seed=cfg.seed, config_file="config.yaml",
         overrides=redact_argv(job_overrides()),
@@ -170,6 +206,7 @@ def train(cfg: DictConfig, run_dir: Path | None = None) -> dict[str, Any]:
         datamodule, module = build(cfg)
         fetch_on_first_use(cfg, datamodule)
         record.update(data=data_record(cfg, datamodule, run_dir))
+        _check_registered(cfg, datamodule, record)  # before reading any data
         _check_pinned(cfg, record.data["data"]["version"])  # before reading any data
         datamodule.setup("fit")  # a missing or corrupt dataset fails here, before any Lightning set-up
         record.data["data"]["sizes"] = datamodule.sizes()
@@ -179,7 +216,7 @@ def train(cfg: DictConfig, run_dir: Path | None = None) -> dict[str, Any]:
         module.check_batch(example)  # named outputs and targets fit the task
         if rank_zero:  # Keras' model.summary(), from this real batch
             table = layer_table(module.network, lambda: module.example_outputs(module.formatted(example[0])))
-            (run_dir / "model_summary.txt").write_text(table)
+            write_atomic(run_dir / "model_summary.txt", table)
         if rank_zero and (figure := datamodule.save_examples(run_dir / "augmentation.png")) is not None:
             record.update(augmentation_figure=figure.name)
         record.update(baselines=run_baselines(module, datamodule))
@@ -191,13 +228,15 @@ def train(cfg: DictConfig, run_dir: Path | None = None) -> dict[str, Any]:
                 raise ConfigError("ckpt_path resumes a run (weights, optimiser, epoch); init_from starts a new "
                                   "one from weights: give one of them")  # fmt: skip
             ckpt_path = checkpoints.resolve(cfg.ckpt_path, Path(cfg.paths.runs_dir), cfg.task.name, prefer="last")
-            checkpoints.check_task(checkpoints.load(ckpt_path), ckpt_path, cfg.task.name)
+            stored = checkpoints.load(ckpt_path)
+            checkpoints.check_task(stored, ckpt_path, cfg.task.name)
+            checkpoints.check_same_network(stored, ckpt_path, to_plain(cfg.model, resolve=True))
         record.update(resumed_from=str(ckpt_path) if ckpt_path else None)
         if cfg.init_from is not None:
             record.update(init_from=checkpoints.init_from(module, cfg.init_from, Path(cfg.paths.runs_dir)))
         if module.frozen:
             record.update(frozen_parameters=len(module.frozen))
-        module.run_config = to_plain(cfg, resolve=False)
+        module.run_config = redact_tree(to_plain(cfg, resolve=False))  # stored in every checkpoint
         history = EpochHistory(
             run_dir / "metrics.csv",
             on_epoch=lambda row: record.update(epochs_done=row["epoch"]),
@@ -205,7 +244,7 @@ def train(cfg: DictConfig, run_dir: Path | None = None) -> dict[str, Any]:
         )
         # W&B runs on rank 0 only: on other ranks Lightning hands out a stand-in, not a W&B run.
         logger_cfg = cfg if rank_zero else OmegaConf.merge(cfg, {"logger": {"wandb": {"enabled": False}}})
-        loggers, wandb_logger, wandb_info = build_loggers(logger_cfg, run_dir, to_plain(cfg, resolve=True))
+        loggers, wandb_logger, wandb_info = build_loggers(logger_cfg, run_dir, redact_tree(to_plain(cfg, resolve=True)))
         if wandb_info:
             record.update(wandb=wandb_info)
         callbacks = build_callbacks(cfg, run_dir, history)
@@ -220,6 +259,7 @@ def train(cfg: DictConfig, run_dir: Path | None = None) -> dict[str, Any]:
         }
         record.update(device=device_info(trainer.strategy.root_device.type) | distribution)
         if cfg.trainer.max_epochs == 0:
+            record.update(trained=False)  # reports and summaries say so: these are not a trained result
             evaluate_untrained(trainer, module, datamodule, history)
         else:
             trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
@@ -237,7 +277,18 @@ def train(cfg: DictConfig, run_dir: Path | None = None) -> dict[str, Any]:
         )
         record.finish("completed")
     except BaseException as err:
-        record.finish("interrupted" if isinstance(err, (KeyboardInterrupt, SystemExit)) else "failed", err)
+        signal_name = interrupting_signal(err, trainer)
+        stopped = signal_name or isinstance(err, (KeyboardInterrupt, SystemExit))
+        # on a full disk this write may fail too: the record then reads `stale` (dlwp.record.status_of)
+        with contextlib.suppress(OSError):
+            record.finish("interrupted" if stopped else "failed",
+                          err if not signal_name else RuntimeError(f"interrupted by {signal_name}"))  # fmt: skip
+        if isinstance(err, OSError) and err.errno in STORAGE_ERRNOS:
+            raise storage_error(err, run_dir) from err
+        if signal_name:
+            if rank_zero:
+                print(interrupted_message(cfg, record.data, signal_name, run_dir), file=sys.stderr)
+            raise SystemExit(128 + SIGNAL_NUMBERS[signal_name]) from None  # what a scheduler expects
         raise
     finally:
         if wandb_logger is not None:  # also after a failure: close the W&B run, keep what it has
@@ -248,6 +299,48 @@ def train(cfg: DictConfig, run_dir: Path | None = None) -> dict[str, Any]:
     if rank_zero:
         print(summary(cfg, record.data), file=sys.stderr)
     return record.data
+
+
+SIGNAL_NUMBERS = {"SIGINT": 2, "SIGTERM": 15}
+STORAGE_ERRNOS = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EIO)
+
+
+def storage_error(err: OSError, run_dir: Path) -> StorageError:
+    """A failed write as one line: which file, why, and that the last complete checkpoint is kept."""
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if last.is_file():
+        kept = f"its last complete checkpoint {last} is kept (resume with ckpt_path={run_dir})"
+    else:
+        kept = "no checkpoint had been saved"
+    what = err.filename or "a file of the run"
+    return StorageError(f"could not write {what}: {err.strerror or err}; the run stopped and {kept}. "
+                        "Free space or choose another paths.runs_dir")  # fmt: skip
+
+
+def interrupting_signal(err: BaseException, trainer) -> str | None:
+    """SIGTERM (a scheduler's preemption, `kill`) or SIGINT (Ctrl-C) when that is what ended the
+    run: Lightning turns the first into `SIGTERMException` and the second into `sys.exit(1)`."""
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    if isinstance(err, SIGTERMException) or getattr(trainer, "received_sigterm", False):
+        return "SIGTERM"
+    if isinstance(err, KeyboardInterrupt):
+        return "SIGINT"
+    if isinstance(err, SystemExit) and trainer is not None and trainer.interrupted:
+        return "SIGINT"
+    return None
+
+
+def interrupted_message(cfg: DictConfig, data: dict[str, Any], signal_name: str, run_dir: Path) -> str:
+    """One line: what stopped the run, and the command that resumes it (when an epoch was saved)."""
+    last = run_dir / "checkpoints" / "last.ckpt"
+    done = data.get("epochs_done")
+    head = f"dlwp train: interrupted by {signal_name}" + (f" after epoch {done}" if done else " before any epoch ended")
+    if last.is_file():
+        overrides = [o for o in data.get("overrides", []) if not o.startswith(("ckpt_path=", "init_from="))]
+        command = " ".join(["dlwp train", *(overrides or [f"task={cfg.task.name}"]), f"ckpt_path={run_dir}"])
+        return f"{head}; resume with: {command}"
+    return f"{head}; no checkpoint was saved, so nothing to resume: start the run again"
 
 
 def main(cfg: DictConfig) -> float:
@@ -295,7 +388,7 @@ def data_record(cfg: DictConfig, datamodule, run_dir: Path | None = None) -> dic
         return record
     listing = "".join(f"{f['sha256']}  {f['path']}\n" for f in identities)
     if run_dir is not None and is_rank_zero():
-        (run_dir / "data.sha256").write_text(listing)
+        write_atomic(run_dir / "data.sha256", listing)
     known = sum(identify(f["sha256"]) is not None for f in identities)
     record["files"] = {
         "count": len(identities),
@@ -330,7 +423,7 @@ def fetch_on_first_use(cfg: DictConfig, datamodule) -> None:
     from dlwp.data.base import ways_to_get
     from dlwp.data.fetch import fetch, mirror_root
 
-    mirror = mirror_root()
+    mirror = mirror_root()  # a DLWP_DATA_MIRROR that does not exist stops here, in one line
     where = f"the mirror {mirror}" if mirror else "its published URL"
     print(f"dlwp: {name} is not in {data_dir}; fetching it from {where} (data.download=false to stop instead)",
           file=sys.stderr)  # fmt: skip
@@ -338,6 +431,40 @@ def fetch_on_first_use(cfg: DictConfig, datamodule) -> None:
         fetch(name, data_dir, mirror, progress=True)
     except DataMissingError as err:
         raise DataMissingError(f"{name} is missing and could not be fetched: {err}\n{ways_to_get(name)}") from None
+
+
+def _check_registered(cfg: DictConfig, datamodule, record: RunRecord) -> None:
+    """Stop before training on a registered dataset file whose bytes are none of its registered
+    versions (`dlwp data status`: corrupt), unless `allow_unverified_data=true`, which run.json
+    records (`data.allowed_unverified`). Files the registry does not name are not checked."""
+    from dlwp.data.fetch import ChecksumError, unmatched_files
+
+    identities = file_identities(datamodule.data_files())  # hashed once: data_record's are cached
+    data_dir = Path(cfg.paths.data_dir)
+    bad = unmatched_files([(f["path"], f["sha256"]) for f in identities], data_dir)
+    if not bad:
+        return
+    by_path = {b["path"]: b for b in bad}
+    for entry in record.data["data"]["files"] if isinstance(record.data["data"]["files"], list) else []:
+        if (found := by_path.get(entry["path"])) is not None:  # not "not in the registry": a registered file
+            entry.update(dataset=found["dataset"], file=found["file"], variant="matches no registered version")
+    if cfg.get("allow_unverified_data", False):
+        record.update(data=record.data["data"] | {"allowed_unverified": [b["path"] for b in bad]})
+        if is_rank_zero():
+            print(f"dlwp: allow_unverified_data=true: training on {len(bad)} file(s) that match no registered "
+                  f"version ({bad[0]['path']}{', ...' if len(bad) > 1 else ''}); run.json records them",
+                  file=sys.stderr)  # fmt: skip
+        return
+    from dlwp.paths import project_root
+
+    first = bad[0]
+    more = f" (and {len(bad) - 1} more file(s))" if len(bad) > 1 else ""
+    where = "" if data_dir.resolve() == (project_root() / "data").resolve() else f" --data-dir {data_dir}"
+    raise ChecksumError(
+        f"{first['path']}{more}: its sha256 {first['sha256']} matches no registered version of "
+        f"{first['file']} (`dlwp data status`: corrupt). Restore it with `dlwp data{where} fetch {first['dataset']}`, "
+        "or train on it anyway with allow_unverified_data=true"
+    )
 
 
 def _check_pinned(cfg: DictConfig, version: dict[str, Any]) -> None:
@@ -385,6 +512,8 @@ def summary(cfg: DictConfig, data: dict[str, Any]) -> str:
     """A few lines for the terminal: the final metrics next to the book's, and where the run is."""
     final = data.get("metrics", {}).get("final", {})
     lines = [f"dlwp: {cfg.task.name} (book {cfg.task.section}) finished in {data.get('wall_time_s', 0):.1f} s"]
+    if data.get("trained") is False:
+        lines[0] += ": the network as built, UNTRAINED (trainer.max_epochs=0)"
     shown = [k for k in final if k.startswith("test/")] or [k for k in final if k.startswith(("val/", "train/"))]
     width = max([12, *map(len, shown)])
     for key in shown:

@@ -8,6 +8,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
+from dlwp.config.ranges import check_ranges
 from dlwp.config.schema import DEFAULT_TASK_CLASS, TaskMeta, TrainConfig
 from dlwp.config.targets import check_target, locate
 from dlwp.errors import ConfigError
@@ -30,12 +31,37 @@ def validate(cfg: DictConfig) -> DictConfig:
     if missing:
         hint = " (this task starts from a trained run: init_from=<its run directory>)" if "init_from" in missing else ""
         raise ConfigError(f"missing values for: {', '.join(missing)}{hint}")
+    unknown = unknown_keys(cfg, TrainConfig)
+    if unknown:
+        raise ConfigError(
+            f"unknown config key(s): {', '.join(unknown)}. A `+key=value` override adds a key that no part of dlwp "
+            "reads; `dlwp train --cfg job` prints the keys there are"
+        )
     task = validate_task(cfg.task)
     data = check_target(cfg.data, "data", injected=("seed",))  # the run's `seed` is passed in
     model = check_target(cfg.model, "model")
     with open_dict(cfg):
         cfg.task, cfg.data, cfg.model = task, data, model
+    check_ranges(cfg)
     return cfg
+
+
+def unknown_keys(node: DictConfig, schema: type, prefix: str = "") -> list[str]:
+    """Keys of `node` that its dataclass schema does not have (Hydra's `+key=value` adds keys even
+    to a typed config), with the closest valid name when there is one. The `_target_` nodes
+    (`Any`/dict fields) are checked against their class's signature instead."""
+    import difflib
+    import typing
+
+    hints = typing.get_type_hints(schema)
+    out = []
+    for key in node:
+        if key not in hints:
+            close = difflib.get_close_matches(str(key), list(hints), n=1)
+            out.append(f"{prefix}{key}" + (f" (did you mean {prefix}{close[0]}?)" if close else ""))
+        elif dataclasses.is_dataclass(hints[key]) and isinstance(node.get(key), DictConfig):
+            out += unknown_keys(node[key], hints[key], f"{prefix}{key}.")
+    return out
 
 
 def validate_task(node: DictConfig) -> DictConfig:
@@ -81,13 +107,28 @@ def to_plain(cfg: DictConfig, resolve: bool) -> dict[str, Any]:
 
 def build(cfg: DictConfig):
     """The data module and the LightningModule a validated config describes."""
-    from hydra.utils import instantiate
-
-    datamodule = instantiate(cfg.data, seed=cfg.seed, _recursive_=False)  # a nested _target_ is the module's own
-    network = instantiate(cfg.model)
+    datamodule = _instantiate(cfg.data, seed=cfg.seed, _recursive_=False)  # a nested _target_ is the module's own
+    network = _instantiate(cfg.model)
     task_class = locate(cfg.task._target_)
     module = task_class(network=network, seed=cfg.seed, **task_options(cfg))
     module.accumulate = int(cfg.trainer.accumulate_grad_batches)
     if cfg.trainer.channels_last:
         module.use_channels_last()
     return datamodule, module
+
+
+def _instantiate(node, **kwargs):
+    """Hydra's `instantiate`, with a `DlwpError` raised by the constructor (a bad value it checks
+    itself) passed on as it is, not wrapped in Hydra's InstantiationException and a traceback."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    from dlwp.errors import DlwpError
+
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as err:
+        cause = err.__cause__
+        if isinstance(cause, DlwpError):
+            raise cause from None
+        raise

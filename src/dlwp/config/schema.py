@@ -240,8 +240,9 @@ class WandbConfig:
     """Weights & Biases: offline by default (no account, no network); `wandb sync` uploads later."""
 
     enabled: bool = False
-    mode: str = "offline"
-    """offline | online | disabled. online without an API key falls back to offline."""
+    mode: str | None = None
+    """offline | online | disabled; null: W&B's own `WANDB_MODE` when it is set, else offline. online
+    without an API key falls back to offline."""
     project: str = "dlwp"
     entity: str | None = None
     group: str | None = None
@@ -320,6 +321,10 @@ class TrainConfig:
     """Evaluate the final model on the test split after training."""
     require_pinned_data: bool = False
     """Refuse to train unless `data/` matches the version `data.dvc` pins (reproduction runs)."""
+    allow_unverified_data: bool = False
+    """Train even on a registered dataset file whose sha256 matches none of its registered versions
+    (`dlwp data status`: corrupt); run.json lists such files under `data.allowed_unverified`.
+    False: the run stops before training and says how to restore the file."""
     kfold: KFoldConfig = field(default_factory=KFoldConfig)
 
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
-from dlwp.data.fetch import MIRROR_ENV, check, fetch, mirror_root
+from dlwp.data.fetch import MIRROR_ENV, check, check_mirror, fetch, mirror_root
 from dlwp.data.registry import DATASETS, Dataset
 from dlwp.errors import DlwpError
 
@@ -76,7 +77,12 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     if unknown:
         print(f"dlwp data: unknown dataset(s) {', '.join(unknown)}; known: {', '.join(DATASETS)}", file=sys.stderr)
         return 2
-    mirror = args.mirror or mirror_root()
+    try:
+        check_mirror(args.mirror, "--mirror")
+        mirror = args.mirror or mirror_root()
+    except DlwpError as err:
+        print(f"dlwp data: error: {err}", file=sys.stderr)
+        return 2
     failed = []
     for name in names:
         try:
@@ -87,7 +93,12 @@ def cmd_fetch(args: argparse.Namespace) -> int:
             continue
         variants = sorted({r.label for r in results if r.state == "variant"})
         note = f" (variant: {'; '.join(variants)})" if variants else ""
-        print(f"{name}: ok, {len(results)} file(s) verified in {args.data_dir / name}{note}")
+        verified = sum(r.state in ("verified", "variant") for r in results)
+        unverified = [os.path.relpath(r.path, args.data_dir) for r in results if r.state == "unverified"]
+        counts = f"{verified} file(s) verified"
+        if unverified:
+            counts += f", {len(unverified)} unverified (no published checksum: {', '.join(unverified)})"
+        print(f"{name}: ok, {counts} in {args.data_dir / name}{note}")
     if failed:
         print(
             f"\nnot fetched: {', '.join(failed)}. Without network, point {MIRROR_ENV} (or --mirror) at a folder "

@@ -16,6 +16,7 @@ import tarfile
 import urllib.error
 import urllib.request
 import zipfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -83,7 +84,89 @@ def expected_text(spec: FileSpec) -> str:
 
 
 def mirror_root() -> str | None:
-    return os.environ.get(MIRROR_ENV) or None
+    """`$DLWP_DATA_MIRROR`, or None when unset; a local folder that does not exist is an error (see
+    `check_mirror`), not a silent fall-back to the network."""
+    mirror = os.environ.get(MIRROR_ENV) or None
+    check_mirror(mirror, MIRROR_ENV)
+    return mirror
+
+
+def check_mirror(mirror: str | None, given_by: str = MIRROR_ENV) -> None:
+    """Raise `DataMissingError` when `mirror` names a local folder that is not there. `given_by`:
+    where the value came from (`DLWP_DATA_MIRROR` or `--mirror`), for the message."""
+    if not mirror or "://" in mirror or Path(mirror).is_dir():
+        return
+    problem = "is not a folder" if Path(mirror).exists() else "does not exist"
+    unset = {MIRROR_ENV: f"unset {MIRROR_ENV}", "--mirror": "leave out --mirror"}.get(given_by, "give no mirror")
+    raise DataMissingError(
+        f"{given_by}={mirror} {problem}: point it at a folder with the layout of data/ (e.g. ../shared/datasets), "
+        f"or {unset} to download from the published URLs"
+    )
+
+
+def unmatched_files(files: Iterable[tuple[Path | str, str]], data_dir: Path) -> list[dict[str, str]]:
+    """The registered dataset files among `files` (`(path, sha256)` pairs, as a run read them)
+    whose bytes are none of the versions the registry knows: `dlwp data status` calls them
+    `corrupt`. A file is registered by its path relative to `data_dir`: a `FileSpec` of a dataset,
+    or a file listed in a dataset's `SHA256SUMS` (itself pinned; a list with other bytes is
+    reported instead of its files). Files without a published checksum (`unverified`) and files
+    the registry does not name (a user's own data) are not reported. Each entry: `path`, `file`
+    (its registered path), `dataset`, `sha256`."""
+    specs = {spec.path: (dataset, spec) for dataset in DATASETS.values() for spec in dataset.files}
+    roots = (os.path.abspath(data_dir), os.path.realpath(data_dir))
+    trees: dict[str, dict[str, str]] = {}
+    bad: list[dict[str, str]] = []
+    for path, sha in files:
+        rel = _relative_to(path, roots)
+        if rel is None:
+            continue
+        if rel in specs:
+            dataset, spec = specs[rel]
+            state, _ = classify(spec, sha, "")  # md5 (of a few canonical archives) only when needed
+            if state == "corrupt" and spec.sha256 is None and spec.md5:
+                state, _ = classify(spec, sha, hashes(Path(path))[1])
+            if state == "corrupt":
+                bad.append({"path": str(path), "file": rel, "dataset": dataset.name, "sha256": sha})
+            continue
+        dataset = DATASETS.get(rel.split("/", 1)[0])
+        if dataset is None or not dataset.tree_checksums:
+            continue
+        if dataset.name not in trees:
+            trees[dataset.name] = _tree_listing(dataset, Path(data_dir), bad)
+        expected = trees[dataset.name].get(rel)
+        if expected is not None and expected != sha:
+            bad.append({"path": str(path), "file": rel, "dataset": dataset.name, "sha256": sha})
+    return bad
+
+
+def _relative_to(path: Path | str, roots: tuple[str, str]) -> str | None:
+    """`path` relative to the data root as a registry path (`mnist/mnist.npz`), or None outside it;
+    `roots`: the root's absolute and real path. Tried as given (a data dir of symlinks), then with
+    links resolved."""
+    for normalise, root in zip((os.path.abspath, os.path.realpath), roots, strict=True):
+        full, prefix = normalise(path), root.rstrip(os.sep) + os.sep
+        if full.startswith(prefix):
+            return full[len(prefix) :].replace(os.sep, "/")
+    return None
+
+
+def _tree_listing(dataset: Dataset, data_dir: Path, bad: list[dict[str, str]]) -> dict[str, str]:
+    """{registry path: sha256} of the files `dataset`'s SHA256SUMS lists; {} when it is absent, and
+    {} (the list itself added to `bad`) when its bytes are not the pinned list's."""
+    sums_spec = next(f for f in dataset.files if f.path == dataset.tree_checksums)
+    sums = data_dir / sums_spec.path
+    if not sums.is_file():
+        return {}
+    sha, md5 = hashes(sums)
+    if classify(sums_spec, sha, md5)[0] not in ("verified", "variant"):
+        bad.append({"path": str(sums), "file": sums_spec.path, "dataset": dataset.name, "sha256": sha})
+        return {}
+    listing = {}
+    for line in sums.read_text().splitlines():
+        digest, _, rel = line.strip().partition("  ")
+        if rel:
+            listing[str(PurePosixPath(dataset.name) / rel)] = digest
+    return listing
 
 
 # -- transfers ---------------------------------------------------------------------------------
@@ -101,12 +184,13 @@ def _open_source(source: str, timeout: float):
 
 def transfer(source: str, spec: FileSpec, target: Path, progress: bool = True, timeout: float = 30) -> Check:
     """Copy/download `source` to `target`, verified against `spec`; atomic; raises on mismatch."""
-    target.parent.mkdir(parents=True, exist_ok=True)
     part = target.with_name(f".{target.name}.part")
     sha, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
-    stream, size = _open_source(source, timeout)
-    bar = _progress(f"{spec.path}", size) if progress else None
+    stream, size = _open_source(source, timeout)  # before any folder is made: a failed source leaves none
+    bar = None
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        bar = _progress(f"{spec.path}", size) if progress else None
         with stream, open(part, "wb") as out:
             while block := stream.read(CHUNK):
                 out.write(block)
@@ -123,6 +207,7 @@ def transfer(source: str, spec: FileSpec, target: Path, progress: bool = True, t
         os.replace(part, target)
         return Check(target, state, label, sha.hexdigest())
     finally:
+        stream.close()
         if bar is not None:
             bar.close()
         part.unlink(missing_ok=True)
@@ -172,7 +257,22 @@ def fetch_file(spec: FileSpec, data_dir: Path, mirror: str | None, progress: boo
 
 
 def fetch(name: str, data_dir: Path, mirror: str | None = None, progress: bool = True) -> list[Check]:
-    """Fetch one dataset: every required file (or its alternative) and the optional ones we can."""
+    """Fetch one dataset: every required file (or its alternative) and the optional ones we can.
+    A fetch that fails leaves no empty folder it made behind."""
+    check_mirror(mirror, "mirror")
+    made = [p for p in (data_dir / name, data_dir, *data_dir.parents) if not p.exists()]  # deepest first
+    try:
+        return _fetch(name, data_dir, mirror, progress)
+    except BaseException:
+        for folder in made:
+            try:
+                folder.rmdir()
+            except OSError:  # not empty: something was fetched, or it was made by someone else
+                break
+        raise
+
+
+def _fetch(name: str, data_dir: Path, mirror: str | None, progress: bool) -> list[Check]:
     dataset = DATASETS[name]
     results: list[Check] = []
     if dataset.tree_checksums:

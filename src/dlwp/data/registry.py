@@ -152,6 +152,7 @@ DATASETS: dict[str, Dataset] = {
                 FileSpec(
                     "reuters/reuters_word_index.json",
                     urls=(f"{KERAS}/reuters_word_index.json",),
+                    md5="4d44cc38712099c9e383dc6e5f11a921",  # Keras file_hash (reuters.get_word_index)
                     size=550_378,
                     variants=(
                         Variant(
@@ -214,13 +215,11 @@ DATASETS: dict[str, Dataset] = {
             files=(
                 FileSpec(
                     "dogs_vs_cats/SHA256SUMS",
-                    variants=(
-                        Variant(
-                            "ea373d3de583a824e5bb87fcea3c3772da0f0893cae4fbc8fa16cce62f9349bd",
-                            593_780,
-                            "checksums of the shared mirror's 5,000 JPEGs",
-                        ),
-                    ),
+                    # dlwp's own list is the canonical one: pinned by sha256, so a list with any other
+                    # bytes (a mirror's own, say) is corrupt, never written, and verifies no image
+                    sha256="ea373d3de583a824e5bb87fcea3c3772da0f0893cae4fbc8fa16cce62f9349bd",
+                    size=593_780,
+                    note="checksums of the shared mirror's 5,000 JPEGs",
                 ),
             ),
             tree_checksums="dogs_vs_cats/SHA256SUMS",

@@ -18,7 +18,9 @@ def build_loggers(cfg, run_dir: Path, run_config: dict[str, Any]) -> tuple[list,
 
         loggers.append(TensorBoardLogger(save_dir=run_dir, name="tensorboard", version=""))
     wandb_logger, wandb_info = None, None
-    if cfg.logger.wandb.enabled and cfg.logger.wandb.mode != "disabled":
+    from dlwp.logger.wandb import wandb_mode
+
+    if cfg.logger.wandb.enabled and wandb_mode(cfg.logger.wandb) != "disabled":
         from dlwp.logger.wandb import build_wandb_logger
 
         wandb_logger, wandb_info = build_wandb_logger(cfg, run_dir, run_config)

@@ -26,7 +26,9 @@ def _has_api_key() -> bool:
 def _group_and_tags(cfg, run_dir: Path) -> tuple[str, list[str]]:
     from hydra.core.hydra_config import HydraConfig
 
-    tags = [cfg.task.name, f"book-{cfg.task.section}", *cfg.logger.wandb.tags]
+    from dlwp.redact import redact_text
+
+    tags = [cfg.task.name, f"book-{cfg.task.section}", *map(redact_text, cfg.logger.wandb.tags)]
     group = cfg.logger.wandb.group
     if HydraConfig.initialized() and HydraConfig.get().mode.name == "MULTIRUN":
         tags.append("sweep")
@@ -34,10 +36,25 @@ def _group_and_tags(cfg, run_dir: Path) -> tuple[str, list[str]]:
     return group or cfg.task.name, tags
 
 
+MODES = ("online", "offline", "disabled")
+
+
+def wandb_mode(wb) -> str:
+    """`logger.wandb.mode` when set, else W&B's own `WANDB_MODE` variable, else offline."""
+    from dlwp.errors import ConfigError
+
+    mode = wb.mode or os.environ.get("WANDB_MODE") or "offline"
+    mode = {"dryrun": "offline", "run": "online"}.get(mode, mode)  # W&B's older names
+    if mode not in MODES:
+        source = "logger.wandb.mode" if wb.mode else "WANDB_MODE"
+        raise ConfigError(f"{source}={mode}: W&B's mode is one of {', '.join(MODES)}")
+    return mode
+
+
 def build_wandb_logger(cfg, run_dir: Path, run_config: dict[str, Any]):
     """A started Lightning `WandbLogger`, or (None, reason) when W&B is off or cannot start."""
     wb = cfg.logger.wandb
-    mode = wb.mode
+    mode = wandb_mode(wb)
     if mode == "online" and not _has_api_key():
         log.warning("logger.wandb.mode=online but no W&B API key: logging offline (`wandb sync` later)")
         mode = "offline"
@@ -47,6 +64,8 @@ def build_wandb_logger(cfg, run_dir: Path, run_config: dict[str, Any]):
     try:
         import wandb
         from lightning.pytorch.loggers import WandbLogger
+
+        from dlwp.redact import redacted_sys_argv
 
         group, tags = _group_and_tags(cfg, run_dir)
         logger = WandbLogger(
@@ -60,7 +79,8 @@ def build_wandb_logger(cfg, run_dir: Path, run_config: dict[str, Any]):
             config=run_config,
             settings=wandb.Settings(init_timeout=wb.init_timeout, console="off", silent=True),
         )
-        logger.experiment  # start now: a failure shows up here, not in the middle of training  # noqa: B018
+        with redacted_sys_argv():  # W&B records the command line in the run's metadata
+            logger.experiment  # start now: a failure shows up here, not in the middle of training  # noqa: B018
     except Exception as err:  # W&B must never cost the run; the record keeps the reason
         reason = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
         log.warning("W&B could not start (%s); the run continues without it", reason)
@@ -117,7 +137,7 @@ def _record_summary(record: dict[str, Any]) -> dict[str, Any]:
 def log_pictures(wb, run_dir: Path, kind: str, record: dict[str, Any]) -> dict[str, Any]:
     """A visualisation run (dlwp visualize / dream / style) to W&B: its pictures, its numbers and
     its record, offline by default. Never raises: the record keeps what went wrong."""
-    mode = wb.mode
+    mode = wandb_mode(wb)
     if mode == "online" and not _has_api_key():
         mode = "offline"
     os.environ.setdefault("WANDB_SILENT", "true")

@@ -58,6 +58,8 @@ class BookTask(L.LightningModule):
         self.accumulate = 1
         """Batches whose gradients are summed before an optimiser step (trainer.accumulate_grad_batches)."""
         self._pending = 0
+        self._epoch_losses: list[float] = []
+        """The train/loss of each epoch of this fit, for the divergence checks."""
         self._wrapped_optimizers: dict[str, Any] = {}
         self.slots: dict[str, OptimizerSlot] = {}
         self._schedule_states: dict[str, Any] = {}
@@ -227,6 +229,7 @@ class BookTask(L.LightningModule):
         return optimizers[list(self.slots).index(name)]
 
     def on_train_start(self) -> None:
+        self._epoch_losses = []
         precision = str(self.trainer.precision)
         direct = self.trainer.world_size == 1 and precision not in ("16-mixed", "16", "16-true")
         self._direct = direct and compat.LIGHTNING_OK
@@ -263,13 +266,12 @@ class BookTask(L.LightningModule):
             if slot.schedule is not None and not slot.schedule.per_step:
                 slot.schedule.epoch_end(metrics)
         loss = float(self.train_metrics["loss"].compute())  # the value Lightning logs (cached)
-        if not math.isfinite(loss):
-            from dlwp.errors import TrainingDivergedError
+        self._epoch_losses.append(loss)
+        check_divergence(self, self._epoch_losses, self.current_epoch + 1)
 
-            raise TrainingDivergedError(
-                f"train/loss is {loss} at epoch {self.current_epoch + 1}: the optimisation diverged. "
-                "Lower task.optimizer.lr, or clip gradients (task.optimizer.clipnorm)."
-            )
+    def loss_ceiling(self) -> float | None:
+        """The largest value the training loss can take (a clipped cross-entropy's), or None."""
+        return None
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self.run_config is not None:
@@ -290,6 +292,42 @@ class BookTask(L.LightningModule):
             if name in self.slots and self.slots[name].schedule is not None:
                 self.slots[name].schedule.load_state_dict(state)
         return [slot.optimizer for slot in self.slots.values()]
+
+
+STUCK_EPOCHS = 3
+"""Epochs with an unchanged training loss after which a run counts as not learning."""
+
+
+def check_divergence(task: BookTask, losses: list[float], epoch: int) -> None:
+    """Stop a diverged run at the end of the epoch it diverged in, with a message that says so: the
+    epochs after it learn nothing, and a sweep must see the trial fail. Its signs: a NaN or
+    infinite loss or weight; a mean loss at the ceiling of Keras' clipped loss, which stays finite
+    however far the weights have gone (`lr=1e9` gives 14.1 of at most 16.1); a loss that has not
+    moved at all for `STUCK_EPOCHS` epochs (saturated outputs, dead units)."""
+    from dlwp.errors import TrainingDivergedError
+
+    fix = "Lower task.optimizer.lr, or clip gradients (task.optimizer.clipnorm)."
+    loss = losses[-1]
+    if not math.isfinite(loss):
+        raise TrainingDivergedError(f"train/loss is {loss} at epoch {epoch}: the optimisation diverged. {fix}")
+    broken = [name for name, p in task.named_parameters() if not bool(torch.isfinite(p).all())]
+    if broken:
+        raise TrainingDivergedError(
+            f"{len(broken)} weight tensor(s) hold NaN or inf after epoch {epoch} ({', '.join(broken[:3])}): "
+            f"the optimisation diverged. {fix}"
+        )
+    ceiling = task.loss_ceiling()
+    if ceiling is not None and loss >= 0.5 * ceiling:
+        raise TrainingDivergedError(
+            f"train/loss is {loss:.4f} at epoch {epoch}, near the ceiling of Keras' clipped loss ({ceiling:.2f}): "
+            f"the network predicts the wrong class with certainty for most samples; the optimisation diverged. {fix}"
+        )
+    recent = losses[-STUCK_EPOCHS:]
+    if len(recent) == STUCK_EPOCHS and max(recent) - min(recent) <= 1e-7 * max(1.0, abs(loss)):
+        raise TrainingDivergedError(
+            f"train/loss has stayed at {loss:.6g} for {STUCK_EPOCHS} epochs (to epoch {epoch}): the network is not "
+            f"learning (saturated outputs or dead units, typically after a too-large step). {fix}"
+        )
 
 
 def _plain(config) -> dict[str, Any]:

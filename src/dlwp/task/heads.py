@@ -38,6 +38,13 @@ class Head:
         if self.loss_name not in self.LOSSES:
             raise ConfigError(f"loss {loss!r} does not fit a {self.problem} output; choose from {list(self.LOSSES)}")
 
+    @property
+    def loss_ceiling(self) -> float | None:
+        """The largest value the loss can take per sample (Keras' clipped cross-entropies: -log 1e-7
+        = 16.1), or None when it is unbounded. A mean loss near it means confident, wrong
+        predictions on most samples: a diverged network (dlwp.task.base.check_divergence)."""
+        return None
+
     def metrics(self) -> dict[str, Metric]:
         """Metrics besides the loss, by name (`acc` -> logged as `train/acc`, `val/acc`, ...)."""
         raise NotImplementedError
@@ -68,6 +75,10 @@ class MulticlassHead(Head):
 
     problem = "multiclass"
     LOSSES = ("categorical_crossentropy",)
+
+    @property
+    def loss_ceiling(self) -> float | None:
+        return -LOG_EPS if self.keras_loss else None
 
     def metrics(self) -> dict[str, Metric]:
         return {"acc": Accuracy("multiclass")}
@@ -105,6 +116,10 @@ class BinaryHead(Head):
 
     problem = "binary"
     LOSSES = ("binary_crossentropy",)
+
+    @property
+    def loss_ceiling(self) -> float | None:
+        return -LOG_EPS if self.keras_loss else None
 
     def metrics(self) -> dict[str, Metric]:
         return {"acc": Accuracy("binary")}

@@ -39,6 +39,9 @@ class SupervisedTask(BookTask):
     def make_metrics(self) -> dict[str, Metric]:
         return self.head.metrics()
 
+    def loss_ceiling(self) -> float | None:
+        return self.head.loss_ceiling
+
     def objective(self, outputs: torch.Tensor, targets: torch.Tensor, metrics: nn.ModuleDict) -> torch.Tensor:
         loss = self.head.loss(outputs, targets)
         detached = outputs.detach()  # no graph is built from it: no grad-mode context needed
@@ -101,6 +104,12 @@ class MultiOutputTask(BookTask):
             )
             self.loss_weights[name] = weight
         self.register_metrics()
+
+    def loss_ceiling(self) -> float | None:
+        ceilings = [head.loss_ceiling for head in self.heads.values()]
+        if any(c is None for c in ceilings):
+            return None
+        return sum(self.loss_weights[n] * c for n, c in zip(self.heads, ceilings, strict=True))
 
     def make_metrics(self) -> dict[str, Metric]:
         from dlwp.task.metrics import BatchMean

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from omegaconf import OmegaConf
 
 from dlwp.allocator import keep_freed_memory
@@ -48,7 +49,8 @@ def build_trainer(cfg, run_dir: Path, callbacks: list, loggers: list) -> L.Train
     skip_nvml_polling()
     kwargs = trainer_kwargs(cfg.trainer)
     try:
-        trainer = L.Trainer(default_root_dir=run_dir, callbacks=callbacks, logger=loggers or False, **kwargs)
+        trainer = L.Trainer(default_root_dir=run_dir, callbacks=callbacks, logger=loggers or False,
+                            plugins=[AtomicCheckpointIO()], **kwargs)  # fmt: skip
     except (MisconfigurationException, ValueError) as err:
         keys = ("accelerator", "strategy", "devices", "num_nodes", "precision")
         chosen = ", ".join(f"{k}={kwargs.get(k)}" for k in keys)
@@ -61,6 +63,28 @@ def build_trainer(cfg, run_dir: Path, callbacks: list, loggers: list) -> L.Train
     if cfg.trainer.get("keep_freed_memory", True):
         keep_freed_memory()
     return trainer
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoints written as a whole or not at all (`dlwp.record.write_atomic`: temporary file,
+    fsync, rename). Lightning writes into the final path, so a full disk or a kill during a save
+    left a truncated `last.ckpt` that `ckpt_path=last` would then pick."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
+        import io
+
+        import torch
+
+        from dlwp.record import write_atomic
+
+        target = Path(path)
+        if "://" in str(path):  # a remote filesystem (fsspec): Lightning's own writer
+            super().save_checkpoint(checkpoint, path, storage_options)
+            return
+        target.parent.mkdir(parents=True, exist_ok=True)
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
+        write_atomic(target, buffer.getvalue())
 
 
 def flush_denormals(on: bool) -> None:

@@ -17,7 +17,8 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from dlwp.record import RunRecord, file_identities
+from dlwp.record import RunRecord, file_identities, write_atomic
+from dlwp.redact import redact_tree
 from dlwp.visualize import images
 
 
@@ -31,7 +32,8 @@ class Session:
         self.cfg, self.kind = cfg, kind
         self.run_dir = output_dir(cfg, kind=kind)
         (self.run_dir / "images").mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        redacted = redact_tree(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
+        write_atomic(self.run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(redacted)))
         self.record = RunRecord(self.run_dir, kind, Path(cfg.paths.root))
         self.record.update(task=kind, seed=cfg.seed, config=to_plain(cfg, resolve=True))
         self.metrics: dict[str, Any] = {}

@@ -27,6 +27,9 @@ from hydra.core.utils import JobStatus
 from hydra.plugins.sweeper import Sweeper
 from omegaconf import DictConfig, OmegaConf
 
+from dlwp.record import write_atomic
+from dlwp.redact import redact_text
+
 log = logging.getLogger(__name__)
 
 
@@ -149,4 +152,4 @@ class OptunaSweeper(Sweeper):
         if complete:
             results |= {"best_value": study.best_value, "best_params": study.best_params,
                         "best_trial": study.best_trial.number}  # fmt: skip
-        (sweep_dir / "optuna_results.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(results)))
+        write_atomic(sweep_dir / "optuna_results.yaml", redact_text(OmegaConf.to_yaml(OmegaConf.create(results))))
