@@ -34,7 +34,8 @@ def job_overrides() -> list[str]:
 
     if not HydraConfig.initialized():
         return []
-    return [o for o in HydraConfig.get().overrides.task if not o.startswith(("paths.", "trainer.enable_progress"))]
+    return [o for o in HydraConfig.get().overrides.task
+            if not o.startswith(("paths.", "trainer.enable_progress", "reproduces="))]  # fmt: skip
 
 
 def is_rank_zero() -> bool:
@@ -200,6 +201,8 @@ def _train(cfg: DictConfig, run_dir: Path | None) -> dict[str, Any]:
         task=cfg.task.name, section=cfg.task.section, seed=cfg.seed, config_file="config.yaml",
         overrides=redact_argv(job_overrides()),
     )  # fmt: skip
+    if cfg.reproduces:
+        record.update(reproduces=cfg.reproduces)
     wandb_logger, trainer = None, None
     try:
         L.seed_everything(cfg.seed, workers=True, verbose=False)

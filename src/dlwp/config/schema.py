@@ -326,6 +326,8 @@ class TrainConfig:
     (`dlwp data status`: corrupt); run.json lists such files under `data.allowed_unverified`.
     False: the run stops before training and says how to restore the file."""
     kfold: KFoldConfig = field(default_factory=KFoldConfig)
+    reproduces: str | None = None
+    """Set by `dlwp reproduce`: the run directory this run re-runs (recorded in run.json)."""
 
 
 @dataclass
