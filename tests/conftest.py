@@ -31,6 +31,19 @@ def dlwp(*args: str, runs: Path | None = None, timeout: float = 600, env: dict |
     return proc
 
 
+DVC_ENV = {**os.environ, "DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}  # fmt: skip
+
+
+def sh(*cmd: str, cwd: Path) -> str:
+    """Run git or dvc (this interpreter's) in `cwd` for a test; its stdout, or a failure with both streams."""
+    if cmd[0] == "dvc":
+        cmd = (sys.executable, "-m", "dvc", *cmd[1:])
+    proc = subprocess.run(cmd, cwd=cwd, env=DVC_ENV, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, f"{' '.join(cmd)}: {proc.stdout}{proc.stderr}"
+    return proc.stdout
+
+
 def run_dirs(runs: Path, task: str = "digits_dense") -> list[Path]:
     """Run directories of `task`, oldest first."""
     return sorted(p for p in (runs / task).iterdir() if p.is_dir()) if (runs / task).is_dir() else []

@@ -2,27 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import dlwp, record, run_dirs
+from conftest import dlwp, record, run_dirs, sh
 from dlwp.data.version import data_version
-
-ENV = {**os.environ, "DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
-       "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}  # fmt: skip
-
-
-def sh(*cmd: str, cwd: Path) -> str:
-    if cmd[0] == "dvc":
-        cmd = (sys.executable, "-m", "dvc", *cmd[1:])
-    proc = subprocess.run(cmd, cwd=cwd, env=ENV, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, f"{' '.join(cmd)}: {proc.stdout}{proc.stderr}"
-    return proc.stdout
 
 
 def fake_mnist(path: Path, seed: int = 0) -> None:

@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import MIRROR, dlwp, record, run_dirs
+from conftest import MIRROR, dlwp, record, run_dirs, sh
 from dlwp.data.fetch import unmatched_files
 from dlwp.data.registry import DATASETS
 
@@ -193,16 +191,6 @@ def test_a_failed_fetch_leaves_no_empty_dataset_folder(tmp_path):
 
 
 # -- 3. the DVC status cache after `dvc add data` --------------------------------------------------
-
-DVC_ENV = {**os.environ, "DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}  # fmt: skip
-
-
-def sh(*cmd: str, cwd: Path) -> None:
-    if cmd[0] == "dvc":
-        cmd = (sys.executable, "-m", "dvc", *cmd[1:])
-    proc = subprocess.run(cmd, cwd=cwd, env=DVC_ENV, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, f"{' '.join(cmd)}: {proc.stdout}{proc.stderr}"
 
 
 def test_the_dvc_status_cache_follows_data_dvc_after_dvc_add(tmp_path):
