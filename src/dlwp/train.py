@@ -194,7 +194,8 @@ def _train(cfg: DictConfig, run_dir: Path | None) -> dict[str, Any]:
         raise
     rank_zero = is_rank_zero()
     record = RunRecord(run_dir, "train", Path(cfg.paths.root), enabled=rank_zero)
-    config_yaml = OmegaConf.to_yaml(OmegaConf.create(redact_tree(to_plain(cfg, resolve=True))))
+    resolved = redact_tree(to_plain(cfg, resolve=True))  # what config.yaml and the trackers get
+    config_yaml = OmegaConf.to_yaml(OmegaConf.create(resolved))
     if rank_zero:
         write_atomic(run_dir / "config.yaml", config_yaml)
     record.update(
@@ -247,7 +248,7 @@ def _train(cfg: DictConfig, run_dir: Path | None) -> dict[str, Any]:
         )
         # W&B runs on rank 0 only: on other ranks Lightning hands out a stand-in, not a W&B run.
         logger_cfg = cfg if rank_zero else OmegaConf.merge(cfg, {"logger": {"wandb": {"enabled": False}}})
-        loggers, wandb_logger, wandb_info = build_loggers(logger_cfg, run_dir, redact_tree(to_plain(cfg, resolve=True)))
+        loggers, wandb_logger, wandb_info = build_loggers(logger_cfg, run_dir, resolved)
         if wandb_info:
             record.update(wandb=wandb_info)
         callbacks = build_callbacks(cfg, run_dir, history)
