@@ -106,12 +106,13 @@ SPECS = [
          "best:val/loss", "final:test/acc"], {"best:val/acc": (">=", 0.70)},
          "Book 5.2a: the small convnet from scratch on the book's 2,000 / 1,000 / 1,000 images, 30 epochs.",
          seeds=1),
-    Spec("cats_dogs_augmented", ["task=cats_dogs_augmented", "trainer.max_epochs=15"], ["best:val/acc",
+    Spec("cats_dogs_augmented", ["task=cats_dogs_augmented"], ["best:val/acc",
          "best_epoch:val/acc", "final:val/acc", "final:test/acc"], {"best:val/acc": (">=", 0.80)},
-         "Book 5.2b: dropout and the book's augmentation, drawn per image; 100 steps x 32 an epoch. "
-         "**Shortened**: 15 of the book's 100 epochs (~2 min an epoch on 2 cores, so 100 would take ~3.5 h); "
-         "the 0.80 target is for the full run (the book's best, 0.846, came at epoch 99).", seeds=1,
-         shortened=True),
+         "Book 5.2b: dropout and the book's augmentation, drawn per image; 100 steps x 32 an epoch, the book's "
+         "100 epochs. The run was stopped at session ends and resumed from its `last.ckpt` four times "
+         "(`ckpt_path=`; a resumed run continues exactly as an uninterrupted one, tested): the wall time below is "
+         "the last segment's. Its epochs took 61-240 s, 10.6 h in all, on cores shared with other runs; alone an "
+         "epoch takes ~61 s.", seeds=1),
     Spec("cats_dogs_features", ["task=cats_dogs_features"], ["best:val/acc", "final:val/acc", "final:test/acc"],
          {"best:val/acc": (">=", 0.95)},
          "Book 5.3a with the offline ImageNet backbone (EfficientNet-Lite0; the book's VGG16 weights cannot be "
@@ -119,10 +120,12 @@ SPECS = [
     Spec("cats_dogs_frozen", ["task=cats_dogs_frozen"], ["best:val/acc", "final:val/acc", "final:test/acc"], {},
          "Book 5.3b: the frozen Lite0 base under a new classifier, trained end to end on augmented images.",
          seeds=1),
-    Spec("cats_dogs_finetune", ["task=cats_dogs_finetune", "trainer.max_epochs=10"],
+    Spec("cats_dogs_finetune", ["task=cats_dogs_finetune", "trainer.max_epochs=20"],
          ["best:val/acc", "final:val/acc", "final:test/acc"], {"final:test/acc": (">=", 0.97)},
          "Book 5.3c: the top block of the Lite0 base (block 6, conv_head, bn2) unfrozen at lr 1e-5, starting "
-         "from the `cats_dogs_frozen` run above (`init_from`). **Shortened**: 10 of the book's 100 epochs.",
+         "from the `cats_dogs_frozen` run above (`init_from`). **Shortened**: 20 of the book's 100 epochs "
+         "(~35 s an epoch on 2 cores). The test accuracy after 10 epochs was 0.969, after 20 0.968: the book's VGG16 "
+         "number, at the edge of the 0.97 target.",
          seeds=1, shortened=True, after={"init_from": "cats_dogs_frozen"}),
     Spec("cifar10_convnet", ["task=cifar10_convnet"], ["best:val/acc", "final:val/acc"], {},
          "Not a book experiment: a VGG-style convnet trained by dlwp on CIFAR-10 (45,000 / 5,000), the "
