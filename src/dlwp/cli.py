@@ -92,7 +92,7 @@ COMMANDS: tuple[Command, ...] = (
         "RUN [--tolerance T] [--any-commit]",
         "re-run a recorded run (or sweep) exactly, after checking code, data and task; compare metrics",
         "dlwp.reproduce:main",
-        examples=("dlwp reproduce results/mnist_dense/0      (identical metrics on a CPU)",),
+        examples=("dlwp reproduce runs/mnist_dense/<stamp>   (identical metrics on a CPU)",),
     ),
     Command("report", "PATH", "book-style figures + summary.md for a run or a sweep directory", "dlwp.report:main"),
     Command(
