@@ -7,8 +7,6 @@ covers the jobs of every invocation, and failed jobs are listed as failed.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 from pathlib import Path
@@ -17,7 +15,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from dlwp.record import status_of, write_atomic
+from dlwp.record import status_of, write_atomic, write_metrics_csv
 
 SECRET_FREE_COLUMNS = ("job", "status", "overrides", "objective", "run_dir", "best_checkpoint")
 
@@ -56,11 +54,7 @@ def write_summary(sweep_dir: Path) -> list[dict[str, Any]]:
     if not rows:
         return rows
     columns = list(dict.fromkeys(k for row in rows for k in row))
-    text = io.StringIO(newline="")
-    writer = csv.DictWriter(text, fieldnames=columns)
-    writer.writeheader()
-    writer.writerows(rows)
-    write_atomic(sweep_dir / "summary.csv", text.getvalue())  # parallel sweep workers rewrite it
+    write_metrics_csv(sweep_dir / "summary.csv", rows)  # atomic: parallel sweep workers rewrite it
     shown = [c for c in columns if c not in ("run_dir", "best_checkpoint")]
     lines = [f"# Sweep {sweep_dir.name}", "", f"{len(rows)} jobs; objective = best `{rows[0]['monitor']}`.", ""]
     lines += ["| " + " | ".join(shown) + " |", "|" + "---|" * len(shown)]
