@@ -18,6 +18,7 @@ within `--tolerance`, or different (exit 1).
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import math
 import subprocess
@@ -48,6 +49,14 @@ def find_records(path: Path) -> list[Path]:
     raise ReproduceError(f"{path}: no run.json there (give a run directory, its run.json or a sweep directory)")
 
 
+def read_maybe_packed(path: Path) -> str | None:
+    """A record's text file, or its gzipped copy (`results/` keeps diffs and data listings packed)."""
+    if path.is_file():
+        return path.read_text()
+    packed = path.with_name(path.name + ".gz")
+    return gzip.decompress(packed.read_bytes()).decode() if packed.is_file() else None
+
+
 def read_record(run_json: Path) -> dict[str, Any]:
     try:
         record = json.loads(run_json.read_text())
@@ -72,9 +81,7 @@ def code_difference(record: dict[str, Any], run_dir: Path, root: Path) -> str | 
         return "the record names no git commit (it was made outside a git checkout)"
     if now["commit"] is None:
         return f"this is not a git checkout; the run was made at commit {recorded['commit']}"
-    recorded_diff = (
-        (run_dir / "git.diff").read_text() if recorded.get("dirty") and (run_dir / "git.diff").is_file() else ""
-    )
+    recorded_diff = (read_maybe_packed(run_dir / "git.diff") or "") if recorded.get("dirty") else ""
     current_diff = redact_text(git_diff(root)) if now["dirty"] else ""
     if now["commit"] == recorded["commit"] and current_diff == recorded_diff:
         return None
@@ -90,9 +97,9 @@ def code_difference(record: dict[str, Any], run_dir: Path, root: Path) -> str | 
             parts.append("this checkout has uncommitted changes the run did not have")
         else:
             parts.append("the uncommitted changes differ from the run's git.diff")
-    fix = f"`git checkout {recorded['commit'][:12]}`" + (
-        f" and `git apply {run_dir / 'git.diff'}`" if recorded_diff else ""
-    )
+    apply = (f"git apply {run_dir / 'git.diff'}" if (run_dir / "git.diff").is_file()
+             else f"gunzip -c {run_dir / 'git.diff.gz'} | git apply")  # fmt: skip
+    fix = f"`git checkout {recorded['commit'][:12]}`" + (f" and `{apply}`" if recorded_diff else "")
     return "; ".join(parts) + f". Restore the code with {fix}, or re-run on this code with --any-commit"
 
 
@@ -113,9 +120,10 @@ def recorded_files(record: dict[str, Any], run_dir: Path) -> list[tuple[str, str
         return [(f["path"], f["sha256"]) for f in files]
     if isinstance(files, dict) and files.get("list_file"):
         listing = run_dir / files["list_file"]
-        if not listing.is_file():
+        text = read_maybe_packed(listing)
+        if text is None:
             raise ReproduceError(f"{listing} is missing: the record names its data files there")
-        return [tuple(reversed(line.split("  ", 1))) for line in listing.read_text().splitlines() if line]
+        return [tuple(reversed(line.split("  ", 1))) for line in text.splitlines() if line]
     return []
 
 
@@ -205,7 +213,7 @@ def compare(recorded: dict[str, Any], reproduced: dict[str, Any], tolerance: flo
 def reproduce_one(run_json: Path, args: argparse.Namespace, root: Path) -> bool:
     from omegaconf import OmegaConf
 
-    run_dir = run_json.parent
+    run_dir = run_json.parent.resolve()
     record = read_record(run_json)
     recorded_cfg = OmegaConf.load(run_dir / "config.yaml") if (run_dir / "config.yaml").is_file() else None
     recorded_data_dir = OmegaConf.select(recorded_cfg, "paths.data_dir") if recorded_cfg is not None else None
