@@ -27,14 +27,16 @@ def main() -> int:
     parser.add_argument("--write", type=Path, default=None, help="refresh the generated line of this markdown file")
     args = parser.parse_args()
     t0 = time.perf_counter()
-    proc = subprocess.run([*COMMAND, "-q"], cwd=ROOT, capture_output=True, text=True)
+    proc = subprocess.run([*COMMAND, "-q", "--durations=6"], cwd=ROOT, capture_output=True, text=True)
     wall = time.perf_counter() - t0
     summary = next((line.strip("= ") for line in reversed(proc.stdout.splitlines()) if " in " in line), "?")
     counts = re.sub(r" in [\d.]+s.*", "", summary)
+    slowest = [f"{m[4]} ({float(m[1]):.0f} s)" for line in proc.stdout.splitlines()
+               if (m := re.match(r"\s*([\d.]+)s (call|setup|teardown)\s+(\S+::)?(\S+)", line)) and m[3]]  # fmt: skip
     line = (
         f"`python -m pytest -n 2` (the README's command): {counts} in {wall / 60:.1f} minutes on "
         f"{os.cpu_count()} cores (goal < 10 minutes; measured by `python bench/suite_time.py` on "
-        f"{time.strftime('%Y-%m-%d')})."
+        f"{time.strftime('%Y-%m-%d')}). Slowest: {', '.join(slowest) or '?'}."
     )
     print(line)
     if proc.returncode:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import selectors
+import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -17,7 +21,9 @@ MIRROR = Path(os.environ.get("DLWP_DATA_MIRROR", ROOT.parent / "shared" / "datas
 
 def dlwp(*args: str, runs: Path | None = None, timeout: float = 600, env: dict | None = None,
          check: bool = True) -> subprocess.CompletedProcess:  # fmt: skip
-    """Run `dlwp ARGS` as users do; train/eval/ensemble runs go to `runs`, without progress bars."""
+    """Run `dlwp ARGS` as users do; train/eval/ensemble runs go to `runs`, without progress bars.
+    Each command is its own process, forked from a pre-imported server (tests/zygote.py) unless
+    its environment changes what is read at interpreter start (then a plain subprocess)."""
     cmd = [sys.executable, "-m", "dlwp.cli", *args]
     if args and args[0] in ("train", "eval", "ensemble"):
         cmd += ["trainer.enable_progress_bar=false"]
@@ -25,10 +31,74 @@ def dlwp(*args: str, runs: Path | None = None, timeout: float = 600, env: dict |
             cmd += [f"paths.runs_dir={runs}"]
     full_env = {**os.environ, **(env or {})}
     full_env = {k: v for k, v in full_env.items() if v is not None}  # env={"X": None} unsets X
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=full_env, cwd=ROOT)
+    server = None if "DLWP_NO_ZYGOTE" in os.environ else _zygote()
+    if server is None or server.differs_at_start(full_env):
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=full_env, cwd=ROOT)
+    else:
+        proc = server.run(cmd, full_env, timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} exited {proc.returncode}\n--- stderr ---\n{proc.stderr[-4000:]}")
     return proc
+
+
+_START_ENV = ("GLIBC_TUNABLES", "LD_", "PYTHON", "OMP_", "MKL_", "CUDA_", "TORCH_", "PYTORCH_")
+"""Variables read when the interpreter, libc or torch start: a command whose value differs from the
+server's cannot be forked from it. `DLWP_NO_ZYGOTE=1` runs every command as a plain subprocess."""
+
+
+class _Zygote:
+    """The client of tests/zygote.py: one server per test process, one command at a time."""
+
+    def __init__(self) -> None:
+        self.env = dict(os.environ)
+        self.proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "zygote.py")], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True, cwd=ROOT, env=self.env)  # fmt: skip
+        self.selector = selectors.DefaultSelector()
+        self.selector.register(self.proc.stdout, selectors.EVENT_READ)
+        assert json.loads(self._answer(120)).get("ready"), "tests/zygote.py did not start"
+        atexit.register(self.close)
+
+    def differs_at_start(self, env: dict[str, str]) -> bool:
+        changed = (set(env) ^ set(self.env)) | {k for k in env if env[k] != self.env.get(k)}
+        return any(k.startswith(_START_ENV) for k in changed)
+
+    def _answer(self, timeout: float) -> str:
+        if not self.selector.select(timeout):
+            raise TimeoutError
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"tests/zygote.py ended (exit {self.proc.wait()})")
+        return line
+
+    def run(self, cmd: list[str], env: dict[str, str], timeout: float) -> subprocess.CompletedProcess:
+        with tempfile.TemporaryDirectory(prefix="dlwp-cmd-") as tmp:
+            out, err = Path(tmp, "stdout"), Path(tmp, "stderr")
+            request = {"args": cmd[3:], "env": env, "cwd": str(ROOT), "stdout": str(out), "stderr": str(err)}
+            self.proc.stdin.write(json.dumps(request) + "\n")
+            self.proc.stdin.flush()
+            pid = json.loads(self._answer(60))["pid"]
+            try:
+                status = json.loads(self._answer(timeout))["status"]
+            except TimeoutError:
+                os.kill(pid, signal.SIGKILL)
+                self._answer(60)
+                raise subprocess.TimeoutExpired(cmd, timeout, out.read_text(), err.read_text()) from None
+            return subprocess.CompletedProcess(cmd, status, out.read_text(), err.read_text())
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.stdin.close()
+            self.proc.wait(timeout=30)
+
+
+_server: _Zygote | None = None
+
+
+def _zygote() -> _Zygote:
+    global _server
+    if _server is None or _server.proc.poll() is not None:
+        _server = _Zygote()
+    return _server
 
 
 DVC_ENV = {**os.environ, "DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
