@@ -203,17 +203,43 @@ def test_dcgan_networks_have_the_book_s_sizes_and_shapes():
     assert leaky and all(m.negative_slope == 0.3 for m in leaky), "Keras' LeakyReLU default slope"
 
 
-def test_dcgan_trains_both_networks_and_writes_sample_grids(tmp_path):
+def test_image_distances_are_zero_for_one_distribution_and_grow_apart():
+    from dlwp.task.image_distance import frechet_distance, kernel_distance
+
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(20000, 4, generator=g), torch.randn(20000, 4, generator=g)
+    assert frechet_distance(a, a) == pytest.approx(0, abs=1e-6)
+    assert frechet_distance(a, b) < 0.01
+    assert frechet_distance(a, b + torch.tensor([1.0, 2.0, 0, 0])) == pytest.approx(5.0, abs=0.05)  # |mu|^2
+    assert frechet_distance(a, 2 * b) == pytest.approx(4 * (1 + 4 - 2 * 2), abs=0.1)  # d (s_a - s_b)^2
+    assert abs(kernel_distance(a, b, subset_size=500)) < 0.01
+    assert kernel_distance(a, b + 1, subset_size=500) > 0.1
+
+
+def test_dcgan_trains_both_networks_writes_sample_grids_and_measures_quality(tmp_path):
     """Book 8.5's loop at small widths on synthetic frogs (a colour pattern under noise): both
     losses finite, the discriminator separates real from generated images (its loss falls below
-    chance, log 2), the generator's loss rises against it, and each epoch writes a grid of 16."""
+    chance, log 2), the generator's loss rises against it, and each epoch writes a grid of 16.
+    With a dlwp classifier run as the feature space, each epoch also measures generated against
+    real images, above the floor two real sets give."""
+    dlwp("train", "task=cifar10_convnet", "data.source=synthetic", "data.subset=300", "data.val_size=100",
+         "trainer.max_epochs=1", runs=tmp_path / "classifier")  # fmt: skip
+    (classifier,) = run_dirs(tmp_path / "classifier", "cifar10_convnet")
     dlwp("train", "task=cifar_frogs_dcgan", "data.source=synthetic", "data.subset=200", "trainer.max_epochs=2",
          "task.samples_every_n_epochs=1", "model.generator_filters=16", "model.seed_filters=8",
-         "model.discriminator_filters=16", runs=tmp_path)  # fmt: skip
+         "model.discriminator_filters=16", f"task.quality_classifier={classifier}", "task.quality_images=50",
+         runs=tmp_path)  # fmt: skip
     (run_dir,) = run_dirs(tmp_path, "cifar_frogs_dcgan")
     rows = metric_rows(run_dir)
     assert all(math.isfinite(r[k]) for r in rows for k in ("train/d_loss", "train/a_loss"))
     assert rows[-1]["train/d_loss"] < math.log(2) and rows[-1]["train/a_loss"] > rows[0]["train/a_loss"]
+    assert all(r["quality/fid"] > 2 * r["quality/fid_real"] and r["quality/kid"] > r["quality/kid_real"]
+               for r in rows)  # fmt: skip
+    assert (run_dir / "quality.png").stat().st_size > 10_000
+    too_many = dlwp("train", "task=cifar_frogs_dcgan", "data.source=synthetic", "data.subset=200",
+                    f"task.quality_classifier={classifier}", "task.quality_images=150", runs=tmp_path,
+                    check=False)  # fmt: skip
+    assert too_many.returncode != 0 and "task.quality_images=150 needs 300 real training images" in too_many.stderr
     from PIL import Image
 
     for epoch in (1, 2):

@@ -13,7 +13,8 @@ from dlwp.record import process_age_s, write_metrics_csv
 
 
 class EpochHistory(Callback):
-    """One row per epoch (`epoch`, `train/*`, `val/*`, `time/epoch_s`), rewritten after each epoch.
+    """One row per epoch (`epoch`, `train/*`, `val/*`, `quality/*`, `time/epoch_s`), rewritten after
+    each epoch.
 
     The history is stored in every checkpoint, so a resumed run's `metrics.csv` holds all its
     epochs, not only those after the resume. `on_epoch` is called with each finished row (used by
@@ -37,7 +38,7 @@ class EpochHistory(Callback):
             return
         row: dict[str, Any] = {"epoch": trainer.current_epoch + 1}
         for key, value in sorted(trainer.callback_metrics.items()):
-            if key.startswith(("train/", "val/")):
+            if key.startswith(("train/", "val/", "quality/")):
                 row[key] = round(float(value), 7)
         row["time/epoch_s"] = round(time.perf_counter() - self._t0, 4)
         self.rows = [r for r in self.rows if r["epoch"] < row["epoch"]] + [row]
