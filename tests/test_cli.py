@@ -44,3 +44,18 @@ def test_every_command_of_the_table_is_in_the_help_and_runs():
     for command in COMMANDS:
         assert f"  {command.name}" in out and command.summary in out
         assert callable(entry_point(command.entry)), command.entry
+
+
+def test_a_forked_command_behaves_as_a_fresh_process(monkeypatch, tmp_path):
+    """tests/zygote.py's commands against plain subprocesses: the same streams, exit status and
+    environment (a variable set for one command reaches it, and not the next)."""
+    probe = ["data", "fetch", "nosuchset"]
+    forked = [dlwp(*probe, check=False), dlwp("trian", check=False)]
+    marker = dlwp("data", "fetch", "mnist", env={"DLWP_DATA_MIRROR": str(tmp_path / "nowhere")}, check=False)
+    assert str(tmp_path / "nowhere") in marker.stderr
+    assert str(tmp_path / "nowhere") not in dlwp(*probe, check=False).stderr
+    monkeypatch.setenv("DLWP_NO_ZYGOTE", "1")
+    fresh = [dlwp(*probe, check=False), dlwp("trian", check=False)]
+    for a, b in zip(forked, fresh, strict=True):
+        assert (a.returncode, a.stdout, a.stderr) == (b.returncode, b.stdout, b.stderr)
+    assert forked[1].returncode == 2
