@@ -246,3 +246,12 @@ def test_dcgan_trains_both_networks_writes_sample_grids_and_measures_quality(tmp
         with Image.open(run_dir / "samples" / f"epoch_{epoch:03d}.png") as grid:
             assert grid.size == (8 * 32, 2 * 32)
     assert not (run_dir / "checkpoints" / "best.ckpt").exists() and (run_dir / "checkpoints" / "last.ckpt").exists()
+    gen = [f"ckpt_path={run_dir}", f"paths.runs_dir={tmp_path}", "images=4", "seed=1"]  # `dlwp generate`, in-process
+    a, b = (generate_in_process(*gen, f"out={tmp_path / name}") for name in ("a.png", "b.png"))
+    c = generate_in_process(*gen[:-1], "seed=2", f"out={tmp_path / 'c.png'}")
+    assert torch.equal(a["images"], b["images"]) and not torch.equal(a["images"], c["images"])
+    assert a["images"].shape == (4, 3, 32, 32) and a["images"].min() >= 0 and a["images"].max() <= 1
+    with Image.open(tmp_path / "a.png") as picture:
+        assert picture.size == (4 * 32, 32)
+    with pytest.raises(ConfigError, match=r"give points of 32 numbers each"):
+        generate_in_process(*gen, "latent=[[0,1]]")

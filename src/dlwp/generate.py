@@ -1,4 +1,5 @@
-"""`dlwp generate`: sample from a trained generative checkpoint (book 8.1's text model), seeded.
+"""`dlwp generate`: sample from a trained generative checkpoint, seeded: text from book 8.1's
+character model, decoded latent points from 8.4's VAE, images from 8.5's GAN.
 
 The checkpoint's own config rebuilds its data module (for the vocabulary and the corpus) and its
 network; a checkpoint of a task that generates nothing is an error that says which tasks do.
@@ -26,10 +27,13 @@ def generate(cfg: DictConfig) -> dict[str, Any]:
     task_cfg, datamodule, module = load_model(path, paths=to_plain(cfg.paths, resolve=True))
     if hasattr(module.network, "decode"):
         return decode_points(cfg, module.network, path, task_cfg.task.name)
+    if hasattr(module.network, "generator"):
+        return draw_images(cfg, module, path, task_cfg.task.name)
     if not isinstance(datamodule, CharWindowsDataModule):
         raise ConfigError(f"{path} is a checkpoint of {task_cfg.task.name!r}, which generates nothing: `dlwp "
-                          "generate` samples text from a character model (task=nietzsche_char_lstm) or decodes "
-                          "latent points of a VAE (task=mnist_vae)")  # fmt: skip
+                          "generate` samples text from a character model (task=nietzsche_char_lstm), decodes "
+                          "latent points of a VAE (task=mnist_vae) or draws images from a GAN "
+                          "(task=cifar_frogs_dcgan)")  # fmt: skip
     if cfg.length < 0 or cfg.temperature < 0:
         raise ConfigError(f"length={cfg.length}, temperature={cfg.temperature}: both must be >= 0")
     datamodule.setup("fit")
@@ -51,8 +55,6 @@ def generate(cfg: DictConfig) -> dict[str, Any]:
 
 def decode_points(cfg: DictConfig, network, path: Path, task: str) -> dict[str, Any]:
     """A VAE's decoder on `latent` points (or the book's 15 x 15 grid), as one picture in `out`."""
-    import torch
-
     from dlwp.task.vae import latent_points
     from dlwp.visualize.images import save_png, tile
 
@@ -61,13 +63,7 @@ def decode_points(cfg: DictConfig, network, path: Path, task: str) -> dict[str, 
             raise ConfigError(f"{task} has a {network.latent_dim}-D latent space: give the points, latent=[[...], ...]")
         points, columns = latent_points(15), 15
     else:
-        try:
-            points = torch.tensor([[float(v) for v in p] for p in cfg.latent], dtype=torch.float32)
-        except (TypeError, ValueError):
-            points = torch.empty(0)
-        if points.ndim != 2 or points.shape[1] != network.latent_dim:
-            raise ConfigError(f"latent={list(cfg.latent)}: give points of {network.latent_dim} numbers each, "
-                              "e.g. latent=[[0,0],[1,-1]]")  # fmt: skip
+        points = given_points(cfg.latent, network.latent_dim)
         columns = len(points)
     out = Path(cfg.out) if cfg.out else Path.cwd() / "decoded.png"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -75,3 +71,39 @@ def decode_points(cfg: DictConfig, network, path: Path, task: str) -> dict[str, 
     save_png(tile(network.decode(points).cpu(), columns), out)
     print(f"dlwp generate: {task} checkpoint {path}: {len(points)} decoded points -> {out}", file=sys.stderr)
     return {"points": points.tolist(), "image": str(out)}
+
+
+def draw_images(cfg: DictConfig, module, path: Path, task: str) -> dict[str, Any]:
+    """A GAN generator's images for `images` latent points drawn with `seed` (or the `latent`
+    points), shown as training shows them (`GANTask.generated_images`), as one picture in `out`."""
+    import torch
+
+    from dlwp.visualize.images import save_png, tile
+
+    latent_dim = module.network.generator.latent_dim
+    if cfg.latent is not None:
+        points = given_points(cfg.latent, latent_dim)
+    elif cfg.images < 1:
+        raise ConfigError(f"images={cfg.images}: give at least 1")
+    else:
+        points = torch.randn(cfg.images, latent_dim, generator=torch.Generator().manual_seed(cfg.seed))
+    out = Path(cfg.out) if cfg.out else Path.cwd() / "generated.png"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    images = module.generated_images(points)
+    save_png(tile(images, min(len(points), 8)), out)
+    print(f"dlwp generate: {task} checkpoint {path}: {len(points)} images, seed {cfg.seed} -> {out}", file=sys.stderr)
+    return {"images": images, "image": str(out)}
+
+
+def given_points(latent: Any, dim: int):
+    """`latent=[[...], ...]` as a [N, dim] tensor, or an error that shows the expected form."""
+    import torch
+
+    try:
+        points = torch.tensor([[float(v) for v in p] for p in latent], dtype=torch.float32)
+    except (TypeError, ValueError):
+        points = torch.empty(0)
+    if points.ndim != 2 or points.shape[1] != dim or len(points) == 0:
+        example = "[[0,0],[1,-1]]" if dim == 2 else f"[[{dim} numbers], ...]"
+        raise ConfigError(f"latent={list(latent)}: give points of {dim} numbers each, e.g. latent={example}")
+    return points

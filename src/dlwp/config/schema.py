@@ -351,9 +351,13 @@ class GenerateConfig:
     """At least the model's window of characters; None = a window from a random place in the corpus."""
     seed: int = 0
     latent: list[Any] | None = None
-    """A VAE: the latent points to decode; None = the book's 15 x 15 grid (a 2-D latent)."""
+    """A VAE or a GAN: the latent points to decode; None = the book's 15 x 15 grid (a VAE's 2-D
+    latent) or `images` points drawn from N(0, 1) with `seed` (a GAN)."""
+    images: int = 16
+    """A GAN: how many images to draw when `latent` is not given."""
     out: str | None = None
-    """A VAE: where the decoded picture goes (PNG); None = `decoded.png` in the generate run's directory."""
+    """A VAE or a GAN: where the picture goes (PNG); None = `decoded.png` / `generated.png` in the
+    generate run's directory."""
     paths: PathsConfig = field(default_factory=PathsConfig)
 
 
