@@ -76,6 +76,7 @@ def test_the_divergence_rules():
         check_divergence(task, [14.09], 1)
     with pytest.raises(TrainingDivergedError, match="not learning"):
         check_divergence(task, [2.0] + [0.7] * STUCK_EPOCHS, 1 + STUCK_EPOCHS)
+    check_divergence(task, [0.3] + [1.4715e-06] * STUCK_EPOCHS, 1 + STUCK_EPOCHS)  # converged: learnt, not stuck
     with torch.no_grad():
         task.network.weight[0, 0] = float("nan")
     with pytest.raises(TrainingDivergedError, match="NaN or inf"):

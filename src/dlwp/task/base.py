@@ -296,6 +296,8 @@ class BookTask(L.LightningModule):
 
 STUCK_EPOCHS = 3
 """Epochs with an unchanged training loss after which a run counts as not learning."""
+LEARNT_LOSS = 1e-4
+"""A training loss below this has converged: a loss that no longer moves there is not "stuck"."""
 
 
 def check_divergence(task: BookTask, losses: list[float], epoch: int) -> None:
@@ -303,7 +305,8 @@ def check_divergence(task: BookTask, losses: list[float], epoch: int) -> None:
     epochs after it learn nothing, and a sweep must see the trial fail. Its signs: a NaN or
     infinite loss or weight; a mean loss at the ceiling of Keras' clipped loss, which stays finite
     however far the weights have gone (`lr=1e9` gives 14.1 of at most 16.1); a loss that has not
-    moved at all for `STUCK_EPOCHS` epochs (saturated outputs, dead units)."""
+    moved at all for `STUCK_EPOCHS` epochs (saturated outputs, dead units), unless it has reached
+    ~0 (below `LEARNT_LOSS`: the training set is learnt, as on digits after a few hundred epochs)."""
     from dlwp.errors import TrainingDivergedError
 
     fix = "Lower task.optimizer.lr, or clip gradients (task.optimizer.clipnorm)."
@@ -323,7 +326,8 @@ def check_divergence(task: BookTask, losses: list[float], epoch: int) -> None:
             f"the network predicts the wrong class with certainty for most samples; the optimisation diverged. {fix}"
         )
     recent = losses[-STUCK_EPOCHS:]
-    if len(recent) == STUCK_EPOCHS and max(recent) - min(recent) <= 1e-7 * max(1.0, abs(loss)):
+    learnt = abs(loss) < LEARNT_LOSS  # a loss this close to 0 has nothing left to move: converged, not stuck
+    if len(recent) == STUCK_EPOCHS and not learnt and max(recent) - min(recent) <= 1e-7 * max(1.0, abs(loss)):
         raise TrainingDivergedError(
             f"train/loss has stayed at {loss:.6g} for {STUCK_EPOCHS} epochs (to epoch {epoch}): the network is not "
             f"learning (saturated outputs or dead units, typically after a too-large step). {fix}"
