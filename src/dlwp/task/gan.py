@@ -184,6 +184,14 @@ class GANTask(BookTask):
         if self.trainer.is_global_zero:
             plot_quality(self.quality_rows, Path(self.trainer.default_root_dir) / "quality.png", self._features.run)
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
+        checkpoint.setdefault("dlwp", {})["gan_quality"] = self.quality_rows  # a resumed run's figure keeps them
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
+        self.quality_rows = list(checkpoint.get("dlwp", {}).get("gan_quality", []))
+
     def global_iteration(self) -> int:
         """Iterations so far (each makes two optimiser steps: `global_step` counts both)."""
         return self.trainer.global_step // 2
@@ -196,7 +204,7 @@ def plot_quality(rows: list[dict[str, float]], path: Path, classifier: str) -> N
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from dlwp.record import write_atomic
+    from dlwp.report import save_figure
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     x = [r["iteration"] for r in rows]
@@ -207,9 +215,5 @@ def plot_quality(rows: list[dict[str, float]], path: Path, classifier: str) -> N
         ax.legend()
     fig.suptitle(f"generated vs real images, in the feature space of {Path(classifier).name}", fontsize=9)
     fig.tight_layout()
-    import io
-
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
+    save_figure(fig, path, dpi=100)
     plt.close(fig)
-    write_atomic(path, buffer.getvalue())
