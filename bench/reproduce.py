@@ -542,7 +542,8 @@ def export(runs: Path, results: Path, specs: list[Spec]) -> None:
         if not finished:
             continue
         shutil.rmtree(results / spec.name, ignore_errors=True)
-        for job in pooled_jobs(finished):
+        pooled = pooled_jobs(finished)
+        for job in pooled:
             dest = results / spec.name / "multirun" / job.parent.name / job.name
             dest.mkdir(parents=True)
             for name in RECORD_FILES:
@@ -551,7 +552,7 @@ def export(runs: Path, results: Path, specs: list[Spec]) -> None:
             for name in PACKED_FILES:  # mtime 0: the same bytes on every export
                 if (job / name).is_file():
                     (dest / f"{name}.gz").write_bytes(gzip.compress((job / name).read_bytes(), mtime=0))
-        print(f"exported {spec.name}: {len(pooled_jobs(finished))} run record(s) -> {results / spec.name}")
+        print(f"exported {spec.name}: {len(pooled)} run record(s) -> {results / spec.name}")
 
 
 def render(results: Path, specs: list[Spec]) -> tuple[str, str]:
