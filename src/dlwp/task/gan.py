@@ -213,7 +213,8 @@ def plot_quality(rows: list[dict[str, float]], path: Path, classifier: str) -> N
         ax.axhline(rows[-1][f"{key}_real"], ls="--", color="gray", label="real vs real (floor)")
         ax.set(title=title, xlabel="iteration")
         ax.legend()
-    fig.suptitle(f"generated vs real images, in the feature space of {Path(classifier).name}", fontsize=9)
+    where = "/".join(Path(classifier).parts[-3:])  # e.g. cifar10_convnet/<stamp>/0 of a sweep
+    fig.suptitle(f"generated vs real images, in the feature space of the classifier run {where}", fontsize=9)
     fig.tight_layout()
     save_figure(fig, path, dpi=100)
     plt.close(fig)
