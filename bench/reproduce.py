@@ -433,10 +433,16 @@ def load_records(job_dirs: list[Path]) -> dict[Path, dict]:
     return records
 
 
-def table_rows(spec: Spec, records: dict[Path, dict]) -> list[Row]:
+def group_by_task(spec: Spec, records: dict[Path, dict]) -> dict[str, list[tuple[Path, dict]]]:
+    """The records of a spec per task (a study's sweep runs several)."""
     by_task: dict[str, list[tuple[Path, dict]]] = {}
     for job, rec in records.items():
         by_task.setdefault(rec.get("task", spec.name), []).append((job, rec))
+    return by_task
+
+
+def table_rows(spec: Spec, records: dict[Path, dict]) -> list[Row]:
+    by_task = group_by_task(spec, records)
     rows = []
     for task, group in sorted(by_task.items()):
         completed = [(j, r) for j, r in group if r.get("status") == "completed"]
@@ -474,10 +480,7 @@ def section(spec: Spec, records: dict[Path, dict], rows: list[Row]) -> list[str]
               "|---|---|---|---|---|---|---|"]  # fmt: skip
     lines += [f"| {r.task} | {r.key} | {r.book} | {r.ours} | {r.n} | {r.verdict} | {r.wall_s:.0f} s |" for r in rows]
     if spec.name == "ch4_study":
-        by_task: dict[str, list[tuple[Path, dict]]] = {}
-        for job, rec in records.items():
-            by_task.setdefault(rec.get("task", spec.name), []).append((job, rec))
-        lines += ["", *ch4_orderings(by_task)]
+        lines += ["", *ch4_orderings(group_by_task(spec, records))]
     return [*lines, ""]
 
 
