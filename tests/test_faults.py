@@ -154,6 +154,44 @@ def test_a_signal_exits_non_zero_and_says_how_to_resume(tmp_path, sig, code, nam
     assert load(run / "checkpoints" / "last.ckpt")["epoch"] >= 0  # the resumable checkpoint is whole
 
 
+def test_a_swallowed_interrupt_is_raised_again_at_the_next_batch(tmp_path):
+    """A Ctrl-C whose KeyboardInterrupt some code swallows must still end the run (it would
+    otherwise train on to max_epochs, and Lightning ignores every later Ctrl-C)."""
+    import lightning as L
+    import torch
+
+    from dlwp.signals import ReRaiseStopSignal, stop_signals
+
+    class Net(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.layer, self.steps = torch.nn.Linear(2, 1), 0
+
+        def training_step(self, batch, batch_idx):
+            self.steps += 1
+            if self.steps == 3:
+                try:  # the signal lands inside code that swallows what it raises
+                    os.kill(os.getpid(), signal.SIGINT)
+                    time.sleep(1)
+                except KeyboardInterrupt:
+                    pass
+            return self.layer(batch[0]).sum()
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.01)
+
+    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(64, 2)), batch_size=4)
+    net = Net()
+    trainer = L.Trainer(max_epochs=100, callbacks=[ReRaiseStopSignal()], logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)  # fmt: skip
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(SystemExit), stop_signals():  # Lightning turns KeyboardInterrupt into sys.exit(1)
+        trainer.fit(net, data)
+    assert net.steps == 3, "stopped at the end of the batch the signal came in"
+    assert trainer.interrupted
+    assert signal.getsignal(signal.SIGINT) is before, "the handlers are put back"
+
+
 def test_a_run_killed_with_sigkill_reads_as_stale(tmp_path):
     proc = _start(tmp_path, "trainer.max_epochs=10000")
     run = _wait_for_epoch(tmp_path, proc)

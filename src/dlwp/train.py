@@ -144,35 +144,10 @@ def quiet_lightning() -> None:
 def train(cfg: DictConfig, run_dir: Path | None = None) -> dict[str, Any]:
     """Fit, test, and record; returns the run record. Raises `DlwpError` on bad input, and
     `SystemExit(143)` (130 for Ctrl-C) after a SIGTERM, with the run recorded as interrupted."""
-    with sigterm_raises():
+    from dlwp.signals import stop_signals
+
+    with stop_signals():
         return _train(cfg, run_dir)
-
-
-@contextlib.contextmanager
-def sigterm_raises():
-    """SIGTERM raises Lightning's `SIGTERMException` at once, also while the run is still starting
-    (before Lightning's own handler exists) and during validation or testing, so that the record
-    always ends as `interrupted` and the process exits 143, never 0 or silently."""
-    import signal
-    import threading
-
-    from lightning.pytorch.utilities.exceptions import SIGTERMException
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum, frame):
-        raise SIGTERMException()
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    except SIGTERMException:  # before the run record existed
-        print("dlwp train: interrupted by SIGTERM while starting; nothing to resume", file=sys.stderr)
-        raise SystemExit(128 + SIGNAL_NUMBERS["SIGTERM"]) from None
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _train(cfg: DictConfig, run_dir: Path | None) -> dict[str, Any]:
@@ -292,6 +267,8 @@ def _train(cfg: DictConfig, run_dir: Path | None) -> dict[str, Any]:
         if signal_name:
             if rank_zero:
                 print(interrupted_message(cfg, record.data, signal_name, run_dir), file=sys.stderr)
+            from dlwp.signals import SIGNAL_NUMBERS
+
             raise SystemExit(128 + SIGNAL_NUMBERS[signal_name]) from None  # what a scheduler expects
         raise
     finally:
@@ -305,7 +282,6 @@ def _train(cfg: DictConfig, run_dir: Path | None) -> dict[str, Any]:
     return record.data
 
 
-SIGNAL_NUMBERS = {"SIGINT": 2, "SIGTERM": 15}
 STORAGE_ERRNOS = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EIO)
 
 
@@ -326,6 +302,10 @@ def interrupting_signal(err: BaseException, trainer) -> str | None:
     run: Lightning turns the first into `SIGTERMException` and the second into `sys.exit(1)`."""
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+    from dlwp.signals import received
+
+    if received() is not None:  # dlwp's own handler saw it (dlwp.signals)
+        return received()
     if isinstance(err, SIGTERMException) or getattr(trainer, "received_sigterm", False):
         return "SIGTERM"
     if isinstance(err, KeyboardInterrupt):
@@ -472,12 +452,12 @@ def _check_registered(cfg: DictConfig, datamodule, record: RunRecord) -> None:
 
 
 def _check_pinned(cfg: DictConfig, version: dict[str, Any]) -> None:
-    from dlwp.data.version import describe
+    from dlwp.data.version import describe, not_in_cache
 
     if cfg.require_pinned_data and version.get("in_sync") is not True:
+        fix = "" if not_in_cache(version) else " Restore the pinned data with `dvc checkout` (or `dvc pull`)."
         raise DataMissingError(
-            f"require_pinned_data=true but {describe(version)}. Restore the pinned data with "
-            "`dvc checkout` (or `dvc pull`), or run with require_pinned_data=false."
+            f"require_pinned_data=true but {describe(version)}.{fix} Or run with require_pinned_data=false."
         )
 
 

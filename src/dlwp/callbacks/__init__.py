@@ -12,11 +12,12 @@ from dlwp.callbacks.histograms import Histograms, RunImages
 from dlwp.callbacks.history import EpochHistory
 from dlwp.callbacks.progress import ThrottledProgressBar
 from dlwp.callbacks.text_samples import TextSamples
+from dlwp.signals import ReRaiseStopSignal
 
 
 def build_callbacks(cfg, run_dir: Path, history: EpochHistory) -> list[Callback]:
     """`checkpoints/best.ckpt` (by `task.monitor`) and `checkpoints/last.ckpt`, per `cfg.callbacks`."""
-    callbacks: list[Callback] = [history, RunImages(run_dir)]
+    callbacks: list[Callback] = [history, RunImages(run_dir), ReRaiseStopSignal()]
     if cfg.trainer.enable_progress_bar:
         callbacks.append(ThrottledProgressBar())
     ckpt = cfg.callbacks.checkpoint
