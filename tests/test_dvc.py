@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import dlwp, record, run_dirs, sh
-from dlwp.data.version import data_version
+from dlwp.data.version import data_version, describe
 
 
 def fake_mnist(path: Path, seed: int = 0) -> None:
@@ -92,6 +92,8 @@ def test_a_mismatch_mended_outside_data_is_seen_at_once(tmp_path):
     cache = project / ".dvc" / "cache"
     moved = tmp_path / "cache-elsewhere"
     cache.rename(moved)  # data.dvc pins bytes the DVC cache does not hold: "not in cache"
-    assert data_version(project, project / "data")["in_sync"] is False
+    unknown = data_version(project, project / "data")
+    assert unknown["in_sync"] is False
+    assert "dvc commit -f data.dvc" in describe(unknown) and "not in the DVC cache" in describe(unknown)
     moved.rename(cache)  # mended without touching data/ or data.dvc
     assert data_version(project, project / "data")["in_sync"] is True

@@ -96,9 +96,22 @@ def _write_cache(path: Path, data: dict[str, Any]) -> None:
         pass  # a read-only data dir only costs the next run a `dvc status`
 
 
+def not_in_cache(info: dict[str, Any]) -> bool:
+    """DVC's verdict when the pinned hash is missing from its cache (a fresh clone, or data fetched
+    with `dlwp data fetch`): it then cannot say whether data/ holds the pinned bytes."""
+    return info["in_sync"] is False and "not in cache" in str(info.get("changes"))
+
+
 def describe(info: dict[str, Any]) -> str:
     if info["in_sync"] is True:
         return f"data/ matches data.dvc (md5 {info['md5']})"
+    if not_in_cache(info):
+        return (
+            f"the version data.dvc pins (md5 {info['md5']}) is not in the DVC cache, so DVC cannot tell "
+            "whether data/ holds it (a fresh clone, or data fetched with `dlwp data fetch`). `dvc pull` "
+            "fills the cache from the remote; for data you fetched, `dvc commit -f data.dvc` hashes it into "
+            "the cache, and `git diff data.dvc` then shows whether it is the pinned version (no diff)"
+        )
     if info["in_sync"] is False:
         return f"data/ does NOT match data.dvc (pinned md5 {info['md5']}): {info.get('changes')}"
     return f"data version unknown: {info.get('reason', 'not tracked')}"
