@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from zygote import shadows_nothing
+
 ROOT = Path(__file__).resolve().parents[1]
 # Real datasets beside the project (../shared/datasets); tests that need them skip without them.
 MIRROR = Path(os.environ.get("DLWP_DATA_MIRROR", ROOT.parent / "shared" / "datasets"))
@@ -60,6 +62,8 @@ class _Zygote:
 
     def differs_at_start(self, env: dict[str, str]) -> bool:
         changed = (set(env) ^ set(self.env)) | {k for k in env if env[k] != self.env.get(k)}
+        if "PYTHONPATH" in changed and self.env.get("PYTHONPATH") is None and shadows_nothing(env["PYTHONPATH"]):
+            changed.discard("PYTHONPATH")  # the forked child puts it on sys.path (tests/zygote.py)
         return any(k.startswith(_START_ENV) for k in changed)
 
     def _answer(self, timeout: float) -> str:

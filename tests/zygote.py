@@ -38,6 +38,7 @@ def _become_command(request: dict) -> NoReturn:
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])
+    _add_pythonpath(request["env"].get("PYTHONPATH", ""))
     import dlwp.cli
 
     sys.argv = [dlwp.cli.__file__, *request["args"]]
@@ -52,6 +53,26 @@ def _become_command(request: dict) -> NoReturn:
         print(code, file=sys.stderr)
         code = 1
     _exit(code or 0)
+
+
+def _add_pythonpath(value: str) -> None:
+    """A PYTHONPATH of the request's own, where the interpreter would put it (after the working
+    directory of `-m`). The client sends one only when none of its folders holds a module the
+    server has already imported (`shadows_nothing`), so the child imports what a fresh one would."""
+    entries = [e for e in value.split(os.pathsep) if e and e not in sys.path]
+    sys.path[1:1] = entries
+
+
+def shadows_nothing(value: str) -> bool:
+    """True when no folder of this PYTHONPATH value holds a top-level module already imported
+    here (or in the server, which imports the same PRELOAD)."""
+    imported = {name.partition(".")[0] for name in (*sys.modules, *PRELOAD)}
+    for entry in filter(None, value.split(os.pathsep)):
+        with contextlib.suppress(OSError):
+            for child in os.listdir(entry):
+                if child.removesuffix(".py") in imported:
+                    return False
+    return True
 
 
 def _exit(code: int) -> NoReturn:
