@@ -107,3 +107,27 @@ def test_task_without_validation_split_cannot_monitor_val(tmp_path):
         train(cfg)
     status = [p for p in Path(tmp_path).glob("digits_dense/*/run.json")]
     assert status, "the failed run is recorded"
+
+
+def test_a_task_s_book_reference_is_its_own_not_an_inherited_one():
+    """A task derived from another (`defaults: [imdb_conv1d]`) that declares its own `reference`
+    must not keep the parent's numbers: `reference: {}` merges into them, so the docs' "book"
+    column showed imdb_conv1d's val acc beside the TensorBoard demo. Set inherited keys to null."""
+    import yaml
+    from omegaconf import OmegaConf
+
+    from dlwp.paths import conf_dir, register_resolvers
+
+    register()
+    register_resolvers()
+    leaks = {}
+    with initialize_config_dir(str(conf_dir()), version_base="1.3"):
+        for path in sorted((ROOT / "conf" / "task").glob("*.yaml")):
+            own = (yaml.safe_load(path.read_text()).get("task") or {}).get("reference")
+            if own is None:
+                continue  # no reference of its own: the parent's is meant (e.g. the clipnorm twin)
+            composed = OmegaConf.to_container(compose("train", overrides=[f"task={path.stem}"]).task.reference)
+            declared = {k: v for k, v in own.items() if v is not None}
+            if {k: v for k, v in (composed or {}).items() if v is not None} != declared:
+                leaks[path.stem] = composed
+    assert not leaks, leaks
