@@ -70,3 +70,27 @@ def test_a_committed_record_names_data_that_the_mirror_has(mnist_data_dir):
     from dlwp.reproduce import recorded_files
 
     assert len(recorded_files(read_record(cats), cats.parent)) == 4000  # from data.sha256.gz
+
+
+def test_export_pools_new_seeds_with_the_committed_records(bench, tmp_path):
+    """Seeds 1-2 run on a fresh machine (whose runs/ lacks seed 0's run) join the committed seed 0
+    instead of replacing it; a later run of a seed replaces that seed's record."""
+    committed = ROOT / "results" / "imdb_conv1d" / "multirun"
+    old, new = committed / "2026-11-30_06-32-42", committed / "2026-11-30_23-07-51"  # seed 0; seeds 1, 2
+    results, runs = tmp_path / "results", tmp_path / "runs"
+    shutil.copytree(old, results / "imdb_conv1d" / "multirun" / old.name)
+    shutil.copytree(new, runs / "imdb_conv1d" / "multirun" / new.name)
+    spec = [s for s in bench.SPECS if s.name == "imdb_conv1d"]
+
+    def seeds() -> dict[str, list[int]]:
+        return {sweep.name: sorted(json.loads((job / "run.json").read_text())["seed"] for job in bench.jobs(sweep))
+                for sweep in sorted((results / "imdb_conv1d" / "multirun").iterdir())}  # fmt: skip
+
+    bench.export(runs, results, spec)
+    assert seeds() == {old.name: [0], new.name: [1, 2]}
+    bench.export(runs, results, spec)  # exporting again changes nothing
+    assert seeds() == {old.name: [0], new.name: [1, 2]}
+    rerun = runs / "imdb_conv1d" / "multirun" / "2026-12-01_00-00-00"
+    shutil.copytree(old, rerun)  # a later run of seed 0
+    bench.export(runs, results, spec)
+    assert seeds() == {new.name: [1, 2], rerun.name: [0]}
