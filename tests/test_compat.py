@@ -57,3 +57,33 @@ def test_public_paths_outside_the_checked_versions(monkeypatch):
     metric = BatchMean()
     compat.fast_update(metric, torch.tensor(3.0), 2)
     assert metric.compute().item() == 3.0 and metric._update_count == 1
+
+
+@pytest.mark.skipif(not compat.HYDRA_OK, reason="hydra-core outside the checked versions")
+@pytest.mark.parametrize("mode", [None, "MULTIRUN"])
+def test_skipping_hydras_mode_probe_answers_as_the_probe(monkeypatch, tmp_path, mode):
+    """Without a config that sets `hydra.mode` the shortcut returns what Hydra's probe composes
+    (None); with one, or with an override that could set it, Hydra's probe runs."""
+    from hydra import initialize_config_dir
+    from hydra._internal.hydra import Hydra
+    from hydra.core.global_hydra import GlobalHydra
+
+    monkeypatch.setattr(Hydra, "get_mode", Hydra.get_mode)  # put back after the test
+    probe = getattr(Hydra.get_mode, "__wrapped__", Hydra.get_mode)
+    (tmp_path / "app.yaml").write_text("seed: 0\n" + (f"hydra:\n  mode: {mode}\n" if mode else ""))
+    assert compat.skip_hydra_mode_probe([tmp_path], ["seed=1"]) is (mode is None)
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(str(tmp_path), version_base="1.3"):
+        hydra = GlobalHydra.instance().hydra
+        answer = hydra.get_mode("app", ["seed=1"])
+        assert answer == probe(hydra, "app", ["seed=1"])
+        assert (answer and answer.name) == mode
+    assert not compat.skip_hydra_mode_probe([tmp_path], ["hydra.mode=MULTIRUN"])
+    assert not compat.skip_hydra_mode_probe([tmp_path], ["--config-dir", "elsewhere"])
+
+
+def test_dlwp_s_own_configs_leave_hydras_mode_to_the_command_line():
+    """dlwp's conf/ sets no `hydra.mode` (`-m` chooses), so its commands compose their config once."""
+    from dlwp.paths import conf_dir
+
+    assert not compat._files_set_hydra_mode([conf_dir()])

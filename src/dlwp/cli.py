@@ -166,7 +166,14 @@ def _run_hydra(command: Command, overrides: list[str]) -> int:
 
     from dlwp.config.schema import register
     from dlwp.errors import DlwpError
-    from dlwp.paths import check_runs_dir, conf_dir, discard_if_unused, extra_search_path, register_resolvers
+    from dlwp.paths import (
+        check_runs_dir,
+        conf_dir,
+        discard_if_unused,
+        extra_conf_dirs,
+        extra_search_path,
+        register_resolvers,
+    )
 
     register()
     register_resolvers()
@@ -208,6 +215,9 @@ def _run_hydra(command: Command, overrides: list[str]) -> int:
     except DlwpError as err:
         print(f"dlwp {command.name}: error: {err}", file=sys.stderr)
         return 2
+    from dlwp.compat import skip_hydra_mode_probe
+
+    skip_hydra_mode_probe([Path(config_path), *extra_conf_dirs()], overrides)
     if search and not any(o.startswith("hydra.searchpath=") for o in overrides):
         overrides = [f"hydra.searchpath=[{','.join(search)}]", *overrides]
     sys.argv = [f"dlwp {command.name}", *overrides]
