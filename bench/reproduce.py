@@ -93,13 +93,14 @@ def jena_specs(suffix: str, data: str, about: str, finding: str) -> list[Spec]:
     ]
     note = f"on {about}; the naive forecast of the same windows beside it (not the book's 2009-2016 file)."
     side_by_side = (
-        " Seed 0 ran alone with 2 torch threads; seeds 1 and 2 ran side by side on 2026-12-01, one torch "
-        "thread each (`OMP_NUM_THREADS=1`; run.json: `torch_threads` 1): each took 0.6 of seed 0's time, and "
-        "the wall time is the mean of both set-ups."
+        " Seeds 1 and 2 ran side by side on 2026-12-01 with one torch thread each, as seed 0 had (`torch_threads` "
+        "in run.json); the wall time is the mean over seeds that ran beside different jobs."
     )
+    paused = {"jena_bigru": " Seed 0 was paused for ~43 minutes in its 39th epoch (2,594 s; its others took 34 s)."}
     long = ("jena_gru_dropout", "jena_gru_stacked", "jena_bigru")  # 40 epochs
+    extra = {task: side_by_side + paused.get(task, "") for task in long} if suffix == "blocks" else {}
     return [naive] + [Spec(f"{task}_{suffix}", [f"task={task}", f"data={data}"], metrics, {},
-                           f"Book {section} " + note + (side_by_side if task in long and suffix == "blocks" else ""))
+                           f"Book {section} " + note + extra.get(task, ""))
                       for task, section in JENA_MODELS]  # fmt: skip
 
 
