@@ -214,6 +214,7 @@ def test_a_run_killed_with_sigkill_reads_as_stale(tmp_path):
         ("seed=-1", "seed=-1"),
         ("task.optimizer.lr=-1", "task.optimizer.lr=-1 (allowed: > 0)"),
         ("trainer.max_epochs=-1", "trainer.max_epochs=-1 (allowed: >= 0)"),
+        ("trainer.cpu_threads=0", "trainer.cpu_threads=0 (allowed: >= 1 or null)"),
         ("data.subset=-3", "data.subset=-3"),
         ("+foo=1", "unknown config key(s): foo"),
         ("+trainer.max_epoch=3", "did you mean trainer.max_epochs?"),

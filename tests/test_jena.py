@@ -171,6 +171,8 @@ def test_a_series_with_a_learnable_future_is_learned_beyond_the_naive_forecast(t
     naive = rec["baselines"]["naive_val_mae"]
     assert naive > 0.5, "the naive forecast is poor on this series"
     assert rec["metrics"]["best"]["val/mae"]["value"] < below * naive, (rec["metrics"]["best"], naive)
+    if task == "jena_bigru":
+        assert rec["device"]["torch_threads"] == 1, "the task's trainer.cpu_threads reaches torch"
 
 
 def test_jena_naive_is_evaluated_not_trained_and_equals_the_baseline(tmp_path):

@@ -43,6 +43,7 @@ RULES: dict[str, Rule] = {
     "trainer.check_val_every_n_epoch": at_least(1),
     "trainer.log_every_n_steps": at_least(1),
     "trainer.num_nodes": at_least(1),
+    "trainer.cpu_threads": at_least(1, optional=True),
     "task.optimizer.lr": positive(),
     "task.optimizer.rho": fraction(),
     "task.optimizer.eps": positive(),

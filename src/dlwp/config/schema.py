@@ -152,6 +152,11 @@ class TrainerConfig:
     """CPU: glibc's malloc keeps freed blocks for the next step instead of unmapping them, so a
     convnet step no longer page-faults on every fresh activation (x1.4 for cats_dogs_scratch on 2
     cores, docs/PERFORMANCE.md; dlwp.allocator). Process-wide, and it stays on once set."""
+    cpu_threads: int | None = None
+    """torch's intra-op threads on the CPU (`torch.set_num_threads`; null: torch's default, one per
+    core or $OMP_NUM_THREADS). A small recurrent network runs ~10 kernels of a few thousand floats
+    a time step, which a second thread splits at a cost larger than the work: the book's
+    recurrent tasks set 1 (docs/PERFORMANCE.md, "CPU threads"). Process-wide; recorded in run.json."""
     accumulate_grad_batches: int = 1
     """Sum the gradients of this many batches before each optimiser step (dlwp's own, as dlwp tasks
     optimise manually)."""

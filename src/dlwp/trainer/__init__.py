@@ -20,6 +20,7 @@ def trainer_kwargs(trainer_cfg) -> dict[str, Any]:
     kwargs.pop("channels_last", None)  # dlwp's own: see BookTask.use_channels_last
     kwargs.pop("flush_denormal", None)  # dlwp's own: see flush_denormals
     kwargs.pop("keep_freed_memory", None)  # dlwp's own: see dlwp.allocator
+    kwargs.pop("cpu_threads", None)  # dlwp's own: see use_cpu_threads
     # Batches are split over processes by dlwp (dlwp.data.batches), never by a DistributedSampler.
     kwargs["use_distributed_sampler"] = False
     return {k: v for k, v in kwargs.items() if v is not None}
@@ -47,6 +48,7 @@ def build_trainer(cfg, run_dir: Path, callbacks: list, loggers: list) -> L.Train
     from dlwp.errors import ConfigError
 
     skip_nvml_polling()
+    use_cpu_threads(cfg.trainer.get("cpu_threads"))
     kwargs = trainer_kwargs(cfg.trainer)
     try:
         trainer = L.Trainer(default_root_dir=run_dir, callbacks=callbacks, logger=loggers or False,
@@ -85,6 +87,18 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         buffer = io.BytesIO()
         torch.save(checkpoint, buffer)
         write_atomic(target, buffer.getvalue())
+
+
+def use_cpu_threads(threads: int | None) -> None:
+    """`trainer.cpu_threads`: torch's intra-op threads for this process. $OMP_NUM_THREADS is set
+    too, so that Lightning's DDP set-up (which divides the cores among processes only when it is
+    unset) keeps the number asked for."""
+    import torch
+
+    if threads is None:
+        return
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    torch.set_num_threads(threads)
 
 
 def flush_denormals(on: bool) -> None:
