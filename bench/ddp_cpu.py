@@ -12,14 +12,11 @@ the distributed run learns what the single one does. Run it with the machine oth
 from __future__ import annotations
 
 import argparse
-import csv
-import json
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
+from dlwp_run import train  # bench/dlwp_run.py
 from markdown_block import write_block  # bench/markdown_block.py
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,15 +33,8 @@ WAYS = {
 
 def run(args: list[str], metric: str, data_dir: Path) -> tuple[float, float]:
     """The last epoch's seconds and the final test metric of one `dlwp train`."""
-    with tempfile.TemporaryDirectory() as runs:
-        cmd = ["dlwp", "train", *args, "trainer.enable_progress_bar=false", f"paths.data_dir={data_dir}",
-               f"paths.runs_dir={runs}"]  # fmt: skip
-        done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-        if done.returncode:
-            raise SystemExit(f"{' '.join(cmd)}\n{done.stderr[-2000:]}")
-        (record,) = Path(runs).glob("*/*/run.json")
-        rows = list(csv.DictReader((record.parent / "metrics.csv").open()))
-        return float(rows[-1]["time/epoch_s"]), json.loads(record.read_text())["metrics"]["final"][metric]
+    rows, record = train(args, data_dir)
+    return float(rows[-1]["time/epoch_s"]), record["metrics"]["final"][metric]
 
 
 def main() -> int:

@@ -11,14 +11,12 @@ with the machine otherwise idle: another process on a core makes 2 threads look 
 from __future__ import annotations
 
 import argparse
-import csv
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
+from dlwp_run import train  # bench/dlwp_run.py
 from markdown_block import write_block  # bench/markdown_block.py
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,18 +37,11 @@ TASKS = {  # task -> (training batches an epoch, extra overrides): epochs of ~3-
 
 
 def epoch_seconds(task: str, threads: int, batches: int, extra: list[str], data_dir: Path) -> tuple[float, str]:
-    """The second epoch's seconds, and the task's threads as the run recorded them."""
-    with tempfile.TemporaryDirectory() as runs:
-        cmd = ["dlwp", "train", f"task={task}", f"trainer.cpu_threads={threads}", "trainer.max_epochs=2",
-               f"trainer.limit_train_batches={batches}", "trainer.limit_val_batches=0", "test=false",
-               "trainer.enable_progress_bar=false", f"paths.data_dir={data_dir}", f"paths.runs_dir={runs}",
-               *extra]  # fmt: skip
-        done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-        if done.returncode:
-            raise SystemExit(f"{' '.join(cmd)}\n{done.stderr[-2000:]}")
-        (metrics,) = Path(runs).glob(f"{task}/*/metrics.csv")
-        rows = list(csv.DictReader(metrics.open()))
-        return float(rows[-1]["time/epoch_s"]), rows[-1].get("train/loss", "")
+    """The second epoch's seconds, and its training loss (equal for both thread counts)."""
+    rows, _ = train([f"task={task}", f"trainer.cpu_threads={threads}", "trainer.max_epochs=2",
+                     f"trainer.limit_train_batches={batches}", "trainer.limit_val_batches=0", "test=false", *extra],
+                    data_dir)  # fmt: skip
+    return float(rows[-1]["time/epoch_s"]), rows[-1].get("train/loss", "")
 
 
 def main() -> int:

@@ -1,0 +1,24 @@
+"""One `dlwp train` as a fresh process in a throw-away runs folder: what the benchmarks that
+compare settings of dlwp against each other read back (its epoch rows and its run record)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def train(overrides: list[str], data_dir: Path) -> tuple[list[dict[str, str]], dict]:
+    """The run's metrics.csv rows and run.json; exits with the command and its stderr on failure."""
+    with tempfile.TemporaryDirectory() as runs:
+        cmd = ["dlwp", "train", *overrides, "trainer.enable_progress_bar=false", f"paths.data_dir={data_dir}",
+               f"paths.runs_dir={runs}"]  # fmt: skip
+        done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+        if done.returncode:
+            raise SystemExit(f"{' '.join(cmd)}\n{done.stderr[-2000:]}")
+        (record,) = Path(runs).glob("*/*/run.json")
+        return list(csv.DictReader((record.parent / "metrics.csv").open())), json.loads(record.read_text())
