@@ -1,4 +1,4 @@
-"""The private APIs of Lightning and torchmetrics that dlwp's speed depends on, in one place.
+"""The private APIs of Lightning, torchmetrics and Hydra that dlwp's speed depends on, in one place.
 
 For the book's small networks, framework bookkeeping costs as much as the step itself on a CPU
 (docs/PERFORMANCE.md), so three shortcuts reach past public APIs of Lightning and torchmetrics:

@@ -155,8 +155,9 @@ class TrainerConfig:
     cpu_threads: int | None = None
     """torch's intra-op threads on the CPU (`torch.set_num_threads`; null: torch's default, one per
     core or $OMP_NUM_THREADS). A small recurrent network runs ~10 kernels of a few thousand floats
-    a time step, which a second thread splits at a cost larger than the work: the book's
-    recurrent tasks set 1 (docs/PERFORMANCE.md, "CPU threads"). Process-wide; recorded in run.json."""
+    a time step, which a second thread may split at a cost larger than the work: `jena_bigru` sets
+    1, while the convnets need both (docs/PERFORMANCE.md, "CPU threads"). Process-wide; recorded
+    in run.json."""
     accumulate_grad_batches: int = 1
     """Sum the gradients of this many batches before each optimiser step (dlwp's own, as dlwp tasks
     optimise manually)."""
