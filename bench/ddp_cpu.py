@@ -16,10 +16,9 @@ import sys
 import time
 from pathlib import Path
 
-from dlwp_run import train  # bench/dlwp_run.py
+from dlwp_run import ROOT, train  # bench/dlwp_run.py
 from markdown_block import write_block  # bench/markdown_block.py
 
-ROOT = Path(__file__).resolve().parents[1]
 TASKS = {  # task -> (overrides, test metric)
     "mnist_convnet": (["task=mnist_convnet", "trainer.max_epochs=2"], "test/acc"),
     "jena_gru": (["task=jena_gru", "data=jena_partial_blocks", "trainer.max_epochs=2"], "test/mae"),

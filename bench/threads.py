@@ -16,10 +16,9 @@ import sys
 import time
 from pathlib import Path
 
-from dlwp_run import train  # bench/dlwp_run.py
+from dlwp_run import ROOT, train  # bench/dlwp_run.py
 from markdown_block import write_block  # bench/markdown_block.py
 
-ROOT = Path(__file__).resolve().parents[1]
 JENA = ["data=jena_partial_blocks"]  # the mirror's real partial copy (the full file is not here)
 ONE = ["data.batches_per_call=1"]  # in-memory loaders hand over 8 batches a Lightning step by default
 TASKS = {  # task -> (training batches an epoch, extra overrides): epochs of ~3-8 s
