@@ -34,12 +34,18 @@ DLWP = {"mnist_dense": ["task=mnist_dense"], "mnist_convnet": ["task=mnist_convn
         # book 6.2's LSTM: dlwp's Keras-exact cell, then torch's fused nn.LSTM, against Keras' LSTM
         "imdb_lstm": ["task=imdb_lstm"],
         "imdb_lstm_torch": ["task=imdb_lstm", "model.layers.1.impl=torch"],
+        # the Keras-exact cell's loop compiled (`compile: true`); its compile time is in the first epoch
+        "imdb_lstm_compiled": ["task=imdb_lstm", "+model.layers.1.compile=true"],
         # book 6.3's GRU on the partial Jena copy, 500 steps x 128 per epoch as the book's fit_generator
         "jena_gru": ["task=jena_gru", "data=jena_partial", "data.steps_per_epoch=500"],
         "jena_gru_torch": ["task=jena_gru", "data=jena_partial", "data.steps_per_epoch=500",
                            "model.layers.0.impl=torch"],
+        "jena_gru_compiled": ["task=jena_gru", "data=jena_partial", "data.steps_per_epoch=500",
+                              "+model.layers.0.compile=true"],
         # book 8.1's char-LSTM on the whole corpus; the per-epoch sampling is off on both sides
-        "nietzsche_char_lstm": ["task=nietzsche_char_lstm", "callbacks.samples.enabled=false"]}  # fmt: skip
+        "nietzsche_char_lstm": ["task=nietzsche_char_lstm", "callbacks.samples.enabled=false"],
+        "nietzsche_char_lstm_compiled": ["task=nietzsche_char_lstm", "callbacks.samples.enabled=false",
+                                         "+model.layers.1.compile=true"]}  # fmt: skip
 
 
 def export(task: str, data_dir: Path, out: Path) -> Path:
@@ -83,7 +89,7 @@ def export(task: str, data_dir: Path, out: Path) -> Path:
         [train], [val] = (dm._bounds(len(dm._arrays["cpu"]))[k] for k in ("train", "val"))
         np.savez(path, float_data=dm._arrays["cpu"].numpy(), lookback=dm.lookback, step=dm.step, delay=dm.delay,
                  batch_size=128, steps_per_epoch=500, train_rows=train, val_rows=val)  # fmt: skip
-    elif task == "nietzsche_char_lstm":  # the text itself: the Keras side builds the book's one-hot arrays
+    elif task.startswith("nietzsche_char_lstm"):  # the text itself: the Keras side builds the book's one-hot arrays
         np.savez(path, text=np.array((data_dir / "nietzsche/nietzsche.txt").read_text(encoding="utf-8")))
     elif task == "cats_dogs_scratch":  # the decoded 150x150 uint8 images dlwp caches, as NHWC for Keras
         from dlwp.data.dogs_vs_cats import DogsVsCatsDataModule
@@ -116,7 +122,13 @@ def book_tree(root: Path, tree: Path) -> Path:
     return tree
 
 
-KERAS_SIDE = {"imdb_lstm_torch": "imdb_lstm", "jena_gru_torch": "jena_gru"}
+KERAS_SIDE = {
+    "imdb_lstm_torch": "imdb_lstm",
+    "imdb_lstm_compiled": "imdb_lstm",
+    "jena_gru_torch": "jena_gru",
+    "jena_gru_compiled": "jena_gru",
+    "nietzsche_char_lstm_compiled": "nietzsche_char_lstm",
+}
 """Tasks whose Keras side is another task's (the same book code): it runs once per invocation."""
 _keras_runs: dict[tuple[str, int, int], tuple[list[float], float, float]] = {}
 
@@ -124,7 +136,7 @@ _keras_runs: dict[tuple[str, int, int], tuple[list[float], float, float]] = {}
 def keras_run(task: str, arrays: Path, epochs: int, rep: int = 0) -> tuple[list[float], float, float]:
     key = (KERAS_SIDE.get(task, task), epochs, rep)
     if key not in _keras_runs:
-        _keras_runs[key] = _keras_subprocess(task, arrays, epochs)
+        _keras_runs[key] = _keras_subprocess(key[0], arrays, epochs)
     return _keras_runs[key]
 
 
@@ -185,7 +197,7 @@ def main() -> int:
             name = f"val MAE after {args.epochs} epochs"
         if task.startswith("cats_dogs_scratch"):
             name = f"test acc after {args.epochs} epochs"
-        if task == "nietzsche_char_lstm":
+        if task.startswith("nietzsche_char_lstm"):
             name = f"train loss after {args.epochs} epochs"
         rows.append((task, k, d, statistics.mean(k_metric), statistics.mean(d_metric), name, max(k_rss), max(d_rss)))
         print(f"{task}: keras {k:.3f} s/epoch, dlwp {d:.3f} s/epoch, dlwp speed-up x{k / d:.2f}; {name} keras "

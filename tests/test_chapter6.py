@@ -361,3 +361,35 @@ def test_the_200_review_models_fit_their_training_reviews(task, imdb_data, tmp_p
     (run_dir,) = run_dirs(tmp_path, task)
     rows = metric_rows(run_dir)
     assert rows[-1]["train/loss"] < rows[0]["train/loss"] and rows[-1]["train/acc"] > 0.8, rows
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_the_compiled_loop_gives_the_eager_loop_s_values_and_gradients(kind, monkeypatch):
+    """`compile=true` runs the same equations through inductor in chunks (here 2 chunks of 4
+    steps); training and no-grad calls both compile."""
+    from dlwp.model import fused_loop
+
+    monkeypatch.setattr(fused_loop, "CHUNK_STEPS", 4)
+    torch.manual_seed(0)
+    eager = Recurrent(kind, 5, 4, return_sequences=True)
+    compiled = Recurrent(kind, 5, 4, return_sequences=True, compile=True)
+    compiled.load_state_dict(eager.state_dict())
+    x = torch.randn(3, 8, 5)
+    results = []
+    for layer in (eager, compiled):
+        out = layer(x)
+        grads = torch.autograd.grad(out.square().sum(), list(layer.parameters()))
+        with torch.no_grad():
+            results.append((out.detach(), grads, layer(x)))
+    (out_e, grads_e, nograd_e), (out_c, grads_c, nograd_c) = results
+    torch.testing.assert_close(out_c, out_e, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(nograd_c, nograd_e, rtol=1e-5, atol=1e-6)
+    for got, want in zip(grads_c, grads_e, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_compile_is_refused_where_there_is_no_loop_to_compile():
+    with pytest.raises(ConfigError, match="compile=true compiles the Keras cell's loop without dropout"):
+        Recurrent("gru", 3, 4, compile=True, recurrent_dropout=0.2)
+    with pytest.raises(ConfigError, match="torch's fused kernels need no compiling"):
+        Recurrent("lstm", 3, 4, compile=True, impl="torch")

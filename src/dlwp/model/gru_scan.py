@@ -6,7 +6,7 @@ this function (bench/jena_windows.py, docs/PERFORMANCE.md). Here the forward loo
 runs without a graph and keeps only what the backward needs; the backward loop is ~10 ops a step;
 everything that does not depend on the recurrence (gate derivatives, the recurrent kernel's
 gradient) is computed for all steps at once. Without dropout, autograd through the fused step
-(`KerasRecurrent._fast_gru`) is as fast, so it is kept there.
+(`dlwp.model.fused_loop`) is as fast, so it is kept there.
 
 Equations (Keras 2.0.8, weights pre-scaled so that hard_sigmoid(x) = torch's hardsigmoid(1.2 x)):
     z, r = hardsigmoid(xp_zr + (h * m_zr) @ U_zr)          (m: Gal recurrent-dropout masks, or 1)
