@@ -3,6 +3,7 @@ compare settings of dlwp against each other read back (its epoch rows and its ru
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import subprocess
@@ -10,6 +11,15 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def task_parser(doc: str, tasks: list[str]) -> argparse.ArgumentParser:
+    """The options every per-task benchmark takes: --data-dir, --tasks (default: all), --write DOC."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--data-dir", type=Path, default=ROOT / "data")
+    parser.add_argument("--tasks", nargs="*", default=tasks)
+    parser.add_argument("--write", type=Path, default=None, help="the doc whose generated block to rewrite")
+    return parser
 
 
 def train(overrides: list[str], data_dir: Path) -> tuple[list[dict[str, str]], dict]:

@@ -10,13 +10,12 @@ with the machine otherwise idle: another process on a core makes 2 threads look 
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import time
 from pathlib import Path
 
-from dlwp_run import ROOT, train  # bench/dlwp_run.py
+from dlwp_run import task_parser, train  # bench/dlwp_run.py
 from markdown_block import write_block  # bench/markdown_block.py
 
 JENA = ["data=jena_partial_blocks"]  # the mirror's real partial copy (the full file is not here)
@@ -44,11 +43,8 @@ def epoch_seconds(task: str, threads: int, batches: int, extra: list[str], data_
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", type=Path, default=ROOT / "data")
+    parser = task_parser(__doc__, list(TASKS))
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--tasks", nargs="*", default=list(TASKS))
-    parser.add_argument("--write", type=Path, default=None)
     args = parser.parse_args()
     times: dict[str, dict[int, list[float]]] = {t: {1: [], 2: []} for t in args.tasks}
     for _ in range(args.rounds):
