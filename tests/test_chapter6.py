@@ -369,6 +369,10 @@ def test_the_compiled_loop_gives_the_eager_loop_s_values_and_gradients(kind, mon
     steps); training and no-grad calls both compile."""
     from dlwp.model import fused_loop
 
+    try:
+        fused_loop.check_cpu_compiler()
+    except ConfigError as e:
+        pytest.skip(str(e))
     monkeypatch.setattr(fused_loop, "CHUNK_STEPS", 4)
     torch.manual_seed(0)
     eager = Recurrent(kind, 5, 4, return_sequences=True)
@@ -386,6 +390,17 @@ def test_the_compiled_loop_gives_the_eager_loop_s_values_and_gradients(kind, mon
     torch.testing.assert_close(nograd_c, nograd_e, rtol=1e-5, atol=1e-6)
     for got, want in zip(grads_c, grads_e, strict=True):
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_compile_on_a_cpu_without_a_cxx_compiler_says_what_to_install(monkeypatch, tmp_path):
+    from dlwp.model import fused_loop
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # no g++, c++ or clang++ there
+    monkeypatch.delenv("CXX", raising=False)
+    fused_loop.check_cpu_compiler.cache_clear()
+    with pytest.raises(ConfigError, match=r"needs a C\+\+ compiler .*apt-get install g\+\+"):
+        Recurrent("gru", 3, 4, compile=True)(torch.randn(2, 5, 3))
+    fused_loop.check_cpu_compiler.cache_clear()
 
 
 def test_compile_is_refused_where_there_is_no_loop_to_compile():

@@ -15,9 +15,13 @@ bit-identical to the recorded ones.
 from __future__ import annotations
 
 import functools
+import os
+import shutil
 
 import torch
 import torch.nn.functional as F
+
+from dlwp.errors import ConfigError
 
 CHUNK_STEPS = 24
 
@@ -65,6 +69,14 @@ def loop(kind: str, relu: bool, keep: bool, xp: torch.Tensor, h: torch.Tensor, c
 
 
 @functools.cache
+def check_cpu_compiler() -> None:
+    """Inductor builds C++ for the CPU; without a compiler it fails deep inside the first step."""
+    if not any(shutil.which(c) for c in (os.environ.get("CXX", ""), "g++", "c++", "clang++") if c):
+        raise ConfigError("compile: true on the CPU needs a C++ compiler for torch.compile (none of $CXX, g++, c++, "
+                          "clang++ is on PATH): install one (`apt-get install g++`) or drop compile: true")  # fmt: skip
+
+
+@functools.cache
 def _compiled(kind: str, relu: bool, keep: bool):
     """One compiled chunk function per variant, so that their recompilations (train / no-grad,
     a last batch or chunk of another size) count against separate caches."""
@@ -80,6 +92,8 @@ def run(kind: str, relu: bool, keep: bool, xp: torch.Tensor, h: torch.Tensor, c:
     """`loop`, eagerly, or compiled `CHUNK_STEPS` steps at a time."""
     if not compiled:
         return loop(kind, relu, keep, xp, h, c, u)
+    if xp.device.type == "cpu":
+        check_cpu_compiler()
     chunk, outputs = _compiled(kind, relu, keep), []
     for part in xp.split(CHUNK_STEPS, dim=1):
         h, c, out = chunk(part, h, c, u)
