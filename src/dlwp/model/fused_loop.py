@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import os
 import shutil
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -55,17 +56,24 @@ Loop = tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]
 """(last h, last c or None, every step's h or None)"""
 
 
-def loop(kind: str, relu: bool, keep: bool, xp: torch.Tensor, h: torch.Tensor, c: torch.Tensor | None,
-         u: torch.Tensor) -> Loop:  # fmt: skip
-    """`xp [B, T, gates*n]` (input projections, bias included) -> (last h, last c, every h if `keep`)."""
-    step, outputs = STEPS[kind], []
+def loop(step: Callable, keep: bool, xp: torch.Tensor, h: torch.Tensor, c: torch.Tensor | None, u) -> Loop:
+    """`xp [B, T, gates*n]` (input projections, bias included) -> (last h, last c, every h if `keep`);
+    `step(x, h, c, u) -> (h, c)`: one of STEPS here, or a dropout step with its masks as `u`."""
+    outputs = []
     # unbind, not xp[:, t]: the backward of each slice would write a whole zero tensor of xp's
     # size (quadratic in the length); unbind's backward stacks once
     for x in xp.unbind(1):
-        h, c = step(x, h, c, u, relu)
+        h, c = step(x, h, c, u)
         if keep:
             outputs.append(h)
     return h, c, (torch.stack(outputs, dim=1) if keep else None)
+
+
+def _step(kind: str, relu: bool) -> Callable:
+    def step(x, h, c, u):
+        return STEPS[kind](x, h, c, u, relu)
+
+    return step
 
 
 @functools.cache
@@ -82,7 +90,7 @@ def _compiled(kind: str, relu: bool, keep: bool):
     a last batch or chunk of another size) count against separate caches."""
 
     def chunk(xp, h, c, u):
-        return loop(kind, relu, keep, xp, h, c, u)
+        return loop(_step(kind, relu), keep, xp, h, c, u)
 
     return torch.compile(chunk)
 
@@ -91,7 +99,7 @@ def run(kind: str, relu: bool, keep: bool, xp: torch.Tensor, h: torch.Tensor, c:
         u: torch.Tensor, compiled: bool = False) -> Loop:  # fmt: skip
     """`loop`, eagerly, or compiled `CHUNK_STEPS` steps at a time."""
     if not compiled:
-        return loop(kind, relu, keep, xp, h, c, u)
+        return loop(_step(kind, relu), keep, xp, h, c, u)
     if xp.device.type == "cpu":
         check_cpu_compiler()
     chunk, outputs = _compiled(kind, relu, keep), []

@@ -104,14 +104,8 @@ class KerasRecurrent(nn.Module):
             parts = [(x * in_masks[g][:, None, :]) @ self.kernel[:, g * units : (g + 1) * units]
                      for g in range(gates)]  # fmt: skip
             projected = torch.cat(parts, dim=-1) + self.bias
-        outputs = []
-        # unbind, not projected[:, t]: the backward of each slice would write a whole zero tensor
-        # of `projected`'s size (quadratic in the length); unbind's backward stacks once
-        for xp in projected.unbind(1):
-            h, c = step(xp, h, c, recurrent)
-            if return_sequences:
-                outputs.append(h)
-        return torch.stack(outputs, dim=1) if return_sequences else h
+        h, c, out = fused_loop.loop(step, return_sequences, projected, h, c, recurrent)
+        return out if return_sequences else h
 
     def _gru_scan(self, x, in_masks, rec_masks, return_sequences):
         """The GRU with dropout through `KerasGRUScan` (hand-written BPTT, x1.7 on 2 CPU cores)."""
