@@ -145,9 +145,9 @@ def test_same_seed_same_metrics_and_seed_zero_honoured(tmp_path):
 def test_cpu_threads_sets_torchs_threads_and_the_record_says_so(tmp_path):
     """`trainer.cpu_threads` (bench/threads.py measures it per task): this run's torch threads,
     whatever the machine's default, written to run.json."""
-    dlwp("train", "trainer.cpu_threads=1", "trainer.max_epochs=1", runs=tmp_path)
+    dlwp("train", "trainer.cpu_threads=3", "trainer.max_epochs=1", runs=tmp_path)  # no machine's default
     (run,) = run_dirs(tmp_path)
-    assert record(run)["device"]["torch_threads"] == 1
+    assert record(run)["device"]["torch_threads"] == 3
 
 
 def test_runs_started_together_never_share_a_directory(tmp_path):
