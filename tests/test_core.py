@@ -404,6 +404,11 @@ def test_file_hashes_are_cached_by_path_size_and_times(tmp_path, monkeypatch):
     files[1].write_bytes(b"changed")
     changed = rec.file_identities(files)
     assert len(hashed) == 4 and changed[1]["sha256"] == real(files[1])
+    files[2].unlink()  # a temporary data dir's file: its entry goes at the next rewrite
+    files[0].write_bytes(b"new")
+    rec.file_identities(files[:2])
+    cached = json.loads(rec.hash_cache_file().read_text())
+    assert sorted(cached) == sorted(str(f.resolve()) for f in files[:2])
 
 
 # -- streaming data ------------------------------------------------------------------------------
