@@ -264,7 +264,8 @@ SPECS = [
          "Book 8.4's VAE (2-D latent, the book's loss and its `exp(z_log_var)` sampling) on the 60,000 MNIST "
          "training digits, validated on the 10,000 test digits, 10 epochs x 16 (book: val loss 0.1801 at epoch "
          "10). `mean_image_bce` is the loss of a reconstruction that ignores its input. The run directory "
-         "holds figure 8.14's 15 x 15 latent grid (`latent_grid.png`)."),
+         "holds figure 8.14's 15 x 15 latent grid (`latent_grid.png`). Seed 2 (2026-12-01) ran alone but for "
+         "its first epoch (295 s, tests beside it; its others 141-220 s)."),
     Spec("multi_output_study", ["+experiment=multi_output_study"],
          ["final:test/sentiment/acc", "final:test/acc", "baseline:sentiment/majority_acc", "baseline:majority_acc",
           "final:test/rating/mae", "final:test/mae", "baseline:rating/mean_target_mae", "baseline:mean_target_mae",
