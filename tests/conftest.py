@@ -28,12 +28,14 @@ def _share_the_cores_between_workers() -> None:
     if workers < 2 or "OMP_NUM_THREADS" in os.environ:
         return
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    os.environ["OMP_NUM_THREADS"] = str(max(1, cores // workers))
+    threads = max(1, cores // workers)
+    os.environ["OMP_NUM_THREADS"] = str(threads)
     if "torch" in sys.modules:  # already imported: the variable is read at import only
-        sys.modules["torch"].set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+        sys.modules["torch"].set_num_threads(threads)
 
 
 _share_the_cores_between_workers()
+
 # Real datasets beside the project (../shared/datasets); tests that need them skip without them.
 MIRROR = Path(os.environ.get("DLWP_DATA_MIRROR", ROOT.parent / "shared" / "datasets"))
 
