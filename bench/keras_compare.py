@@ -45,7 +45,10 @@ DLWP = {"mnist_dense": ["task=mnist_dense"], "mnist_convnet": ["task=mnist_convn
         # book 8.1's char-LSTM on the whole corpus; the per-epoch sampling is off on both sides
         "nietzsche_char_lstm": ["task=nietzsche_char_lstm", "callbacks.samples.enabled=false"],
         "nietzsche_char_lstm_compiled": ["task=nietzsche_char_lstm", "callbacks.samples.enabled=false",
-                                         "+model.layers.1.compile=true"]}  # fmt: skip
+                                         "+model.layers.1.compile=true"],
+        # torch's nn.LSTM (sigmoid gates, as Keras 3's default LSTM): oneDNN's fused LSTM on the CPU
+        "nietzsche_char_lstm_torch": ["task=nietzsche_char_lstm", "callbacks.samples.enabled=false",
+                                      "model.layers.1.impl=torch"]}  # fmt: skip
 
 
 def export(task: str, data_dir: Path, out: Path) -> Path:
@@ -128,6 +131,7 @@ KERAS_SIDE = {
     "jena_gru_torch": "jena_gru",
     "jena_gru_compiled": "jena_gru",
     "nietzsche_char_lstm_compiled": "nietzsche_char_lstm",
+    "nietzsche_char_lstm_torch": "nietzsche_char_lstm",
 }
 """Tasks whose Keras side is another task's (the same book code): it runs once per invocation."""
 _keras_runs: dict[tuple[str, int, int], tuple[list[float], float, float]] = {}
