@@ -170,7 +170,8 @@ class TrainerConfig:
     deterministic: Any = True
     """True for bit-identical CPU reruns; "warn" to allow non-deterministic GPU kernels."""
     limit_train_batches: Any = None
-    """None for all batches, a fraction (0.1) or a number of batches (5)."""
+    """None for all batches, a fraction (0.1) or a number of Lightning steps (5). A step is a call of
+    `data.batches_per_call` batches (8 for the in-memory datasets): 5 trains on 40 batches."""
     limit_val_batches: Any = None
     limit_test_batches: Any = None
     val_check_interval: Any = None
