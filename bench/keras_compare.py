@@ -29,6 +29,8 @@ DLWP = {"mnist_dense": ["task=mnist_dense"], "mnist_convnet": ["task=mnist_convn
         "boston_fold": ["task=boston_kfold", "kfold.k=0", "data.num_folds=4", "data.fold=0",
                         "data.batch_size=1"],
         "cats_dogs_scratch": ["task=cats_dogs_scratch"],
+        # the same with bfloat16 autocast on the CPU (oneDNN's bf16 convolutions; Keras stays float32)
+        "cats_dogs_scratch_bf16": ["task=cats_dogs_scratch", "trainer.precision=bf16-mixed"],
         # the same dlwp run against the book's code verbatim: Keras decodes the JPEGs every epoch
         "cats_dogs_scratch_flow": ["task=cats_dogs_scratch"],
         # book 6.2's LSTM: dlwp's Keras-exact cell, then torch's fused nn.LSTM, against Keras' LSTM
@@ -48,7 +50,10 @@ DLWP = {"mnist_dense": ["task=mnist_dense"], "mnist_convnet": ["task=mnist_convn
                                          "+model.layers.1.compile=true"],
         # torch's nn.LSTM (sigmoid gates, as Keras 3's default LSTM): oneDNN's fused LSTM on the CPU
         "nietzsche_char_lstm_torch": ["task=nietzsche_char_lstm", "callbacks.samples.enabled=false",
-                                      "model.layers.1.impl=torch"]}  # fmt: skip
+                                      "model.layers.1.impl=torch"],
+        # ... with bfloat16 autocast: oneDNN's LSTM in bf16 (AVX512-BF16 here), weights and optimiser in fp32
+        "nietzsche_char_lstm_bf16": ["task=nietzsche_char_lstm", "callbacks.samples.enabled=false",
+                                     "model.layers.1.impl=torch", "trainer.precision=bf16-mixed"]}  # fmt: skip
 
 
 def export(task: str, data_dir: Path, out: Path) -> Path:
@@ -94,7 +99,7 @@ def export(task: str, data_dir: Path, out: Path) -> Path:
                  batch_size=128, steps_per_epoch=500, train_rows=train, val_rows=val)  # fmt: skip
     elif task.startswith("nietzsche_char_lstm"):  # the text itself: the Keras side builds the book's one-hot arrays
         np.savez(path, text=np.array((data_dir / "nietzsche/nietzsche.txt").read_text(encoding="utf-8")))
-    elif task == "cats_dogs_scratch":  # the decoded 150x150 uint8 images dlwp caches, as NHWC for Keras
+    elif task in ("cats_dogs_scratch", "cats_dogs_scratch_bf16"):  # the decoded 150x150 uint8 images, NHWC
         from dlwp.data.dogs_vs_cats import DogsVsCatsDataModule
 
         splits = DogsVsCatsDataModule(root=str(data_dir / "dogs_vs_cats")).load()
@@ -132,6 +137,8 @@ KERAS_SIDE = {
     "jena_gru_compiled": "jena_gru",
     "nietzsche_char_lstm_compiled": "nietzsche_char_lstm",
     "nietzsche_char_lstm_torch": "nietzsche_char_lstm",
+    "nietzsche_char_lstm_bf16": "nietzsche_char_lstm",
+    "cats_dogs_scratch_bf16": "cats_dogs_scratch",
 }
 """Tasks whose Keras side is another task's (the same book code): it runs once per invocation."""
 _keras_runs: dict[tuple[str, int, int], tuple[list[float], float, float]] = {}
