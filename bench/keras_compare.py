@@ -58,7 +58,9 @@ DLWP = {"mnist_dense": ["task=mnist_dense"], "mnist_convnet": ["task=mnist_convn
 
 def export(task: str, data_dir: Path, out: Path) -> Path:
     """The tensors dlwp trains on, as plain numpy arrays for the Keras side (for the `_flow` task:
-    the book's `cats_and_dogs_small` directory tree, linked to the same JPEGs)."""
+    the book's `cats_and_dogs_small` directory tree, linked to the same JPEGs). A variant row exports
+    what its Keras side (`KERAS_SIDE`) trains on."""
+    task = KERAS_SIDE.get(task, task)
     path = out / f"{task}.npz"
     if task == "cats_dogs_scratch_flow":
         return book_tree(data_dir / "dogs_vs_cats", out / "cats_and_dogs_small")
@@ -99,7 +101,7 @@ def export(task: str, data_dir: Path, out: Path) -> Path:
                  batch_size=128, steps_per_epoch=500, train_rows=train, val_rows=val)  # fmt: skip
     elif task.startswith("nietzsche_char_lstm"):  # the text itself: the Keras side builds the book's one-hot arrays
         np.savez(path, text=np.array((data_dir / "nietzsche/nietzsche.txt").read_text(encoding="utf-8")))
-    elif task in ("cats_dogs_scratch", "cats_dogs_scratch_bf16"):  # the decoded 150x150 uint8 images, NHWC
+    elif task == "cats_dogs_scratch":  # the decoded 150x150 uint8 images dlwp caches, as NHWC for Keras
         from dlwp.data.dogs_vs_cats import DogsVsCatsDataModule
 
         splits = DogsVsCatsDataModule(root=str(data_dir / "dogs_vs_cats")).load()
