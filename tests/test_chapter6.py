@@ -59,6 +59,24 @@ def test_keras_cells_follow_the_keras_2_0_8_equations(kind):
     np.testing.assert_allclose(got, keras_steps(kind, layer, x), rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("dropout", [0.0, 0.3])
+@pytest.mark.parametrize("kind", ["simplernn", "lstm", "gru"])
+def test_keras_cells_run_in_float32_under_bf16_autocast(kind, dropout):
+    """trainer.precision=bf16-mixed: the state is not rounded to bf16 at every step (and the GRU's
+    update does not meet a bf16 gate and a float32 state), forward and backward."""
+    torch.manual_seed(0)
+    layer = KerasRecurrent(kind, 5, 4, dropout=dropout, recurrent_dropout=dropout)
+    x = torch.randn(3, 30, 5).to(torch.bfloat16)  # as a bf16 layer before it hands over
+    torch.manual_seed(1)
+    expected = layer(x.float(), return_sequences=True)
+    torch.manual_seed(1)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = layer(x, return_sequences=True)
+    assert got.dtype == torch.float32 and torch.equal(got, expected)
+    got.sum().backward()
+    assert torch.isfinite(layer.recurrent_kernel.grad).all() and layer.recurrent_kernel.grad.abs().sum() > 0
+
+
 @pytest.mark.parametrize("kind", ["simplernn", "lstm", "gru"])
 def test_the_dropout_path_with_masks_of_ones_equals_the_fused_path(kind, monkeypatch):
     """Two code paths compute each cell: per-gate masked matmuls (dropout) and the fused one."""

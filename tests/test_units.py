@@ -43,6 +43,20 @@ def test_keras_binary_loss_equals_bce_until_it_clips():
     assert confident_wrong.grad.item() == 0.0  # and no gradient beyond the clip
 
 
+@pytest.mark.parametrize("keras_clip", [True, False])
+def test_binary_loss_of_bf16_logits_is_computed_in_float32(keras_clip):
+    """Under bf16 autocast a Dense layer's logits are bf16; log(p) must not be rounded to them."""
+    z = torch.linspace(-4, 4, 41).to(torch.bfloat16).requires_grad_()
+    y = (torch.arange(41) % 2).float()
+    loss = binary_loss(z, y, keras_clip)
+    loss.backward()
+    z32 = z.detach().float().requires_grad_()
+    reference = binary_loss(z32, y, keras_clip)
+    reference.backward()
+    assert loss.dtype == torch.float32 and loss.item() == reference.item()
+    assert torch.equal(z.grad.float(), z32.grad.to(torch.bfloat16).float())
+
+
 def test_l2_penalty_is_keras_l2_on_hidden_kernels():
     net = DenseNet(3, [4, 4], 1, l2=0.001)
     expected = 0.001 * sum(m.weight.square().sum() for m in (net.net[0], net.net[2]))

@@ -82,6 +82,15 @@ class KerasRecurrent(nn.Module):
         return torch.bernoulli(keep) / (1.0 - rate)
 
     def forward(self, x: torch.Tensor, return_sequences: bool = False) -> torch.Tensor:
+        """Under mixed precision (`trainer.precision=bf16-mixed` / `16-mixed`) the recurrence runs in
+        float32: autocast would round its state to 16 bits at each of hundreds of steps, and its
+        kernels are too small for 16 bits to be faster (docs/PERFORMANCE.md, bfloat16 on the CPU)."""
+        if torch.is_autocast_enabled(x.device.type):
+            with torch.autocast(x.device.type, enabled=False):
+                return self._forward(x.float(), return_sequences)
+        return self._forward(x, return_sequences)
+
+    def _forward(self, x: torch.Tensor, return_sequences: bool) -> torch.Tensor:
         batch, steps, features = x.shape
         units, gates = self.units, GATES[self.kind]
         in_masks = self._masks(x, features, self.dropout)

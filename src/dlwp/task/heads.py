@@ -209,8 +209,10 @@ def binary_loss(logits: torch.Tensor, targets: torch.Tensor, keras_clip: bool) -
     """BCE from logits; with `keras_clip`, p = sigmoid(z) is clipped as Keras does first.
 
     Clipping stops the gradient of samples the model is already confidently right (or wrong)
-    about beyond 1e-7, which is what the book's runs did.
+    about beyond 1e-7, which is what the book's runs did. Computed in float32: under bf16 autocast
+    the logits are bf16, whose 3 significant digits would round log(p) and its gradient.
     """
+    logits = logits.float()
     if not keras_clip:
         return F.binary_cross_entropy_with_logits(logits, targets)
     log_p = F.logsigmoid(logits).clamp(LOG_EPS, LOG_1M_EPS)

@@ -51,8 +51,8 @@ class VAETask(BookTask):
     def objective(self, outputs: dict[str, torch.Tensor], targets: torch.Tensor,
                   metrics: nn.ModuleDict) -> torch.Tensor:  # fmt: skip
         logits = outputs["logits"]
-        bce = binary_loss(logits, targets.to(logits.dtype), self.keras_loss)
-        z_mean, z_log_var = outputs["z_mean"], outputs["z_log_var"]
+        bce = binary_loss(logits, targets.float(), self.keras_loss)  # float32 also under bf16 autocast
+        z_mean, z_log_var = outputs["z_mean"].float(), outputs["z_log_var"].float()
         kl = (-self.kl_weight * (1 + z_log_var - z_mean.square() - z_log_var.exp()).mean(dim=-1)).mean()
         n = len(targets)
         compat.fast_update(metrics["bce"], bce.detach(), n)
