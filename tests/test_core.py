@@ -291,6 +291,19 @@ def test_several_named_optimisers_each_step_their_own_parameters():
     assert trainer.global_step == 8, "Lightning counts every optimiser step (4 batches x 2)"
 
 
+def test_the_backward_of_a_bf16_mixed_step_runs_outside_autocast():
+    """Lightning runs a manual-optimisation step inside autocast; a backward there is autocast again,
+    a cast around each of its kernels (x0.5 on the Jena GRU's many small ones)."""
+    task = SupervisedTask(DenseNet(5, [8], 1), seed=0, problem="binary")
+    seen: dict[str, list[bool]] = {"forward": [], "backward": []}
+    task.network.register_forward_hook(lambda *_: seen["forward"].append(torch.is_autocast_enabled("cpu")))
+    for p in task.network.parameters():
+        p.register_hook(lambda grad: seen["backward"].append(torch.is_autocast_enabled("cpu")))
+    fit(task, TensorBatches(data(), 16), precision="bf16-mixed")
+    assert seen["forward"] and all(seen["forward"]), "the forward ran under bf16 autocast"
+    assert seen["backward"] and not any(seen["backward"])
+
+
 def test_gradient_accumulation_equals_the_larger_batch():
     x, y = data(32)
     one = SupervisedTask(DenseNet(5, [8], 1), seed=0, problem="binary", optimizer={"name": "sgd", "lr": 0.5})
