@@ -193,17 +193,23 @@ class BookTask(L.LightningModule):
             loss = loss / self.accumulate
         if self._pending == 0:
             slot.optimizer.zero_grad(set_to_none=True)
-        # outside autocast: a training step runs inside it (bf16-mixed), and the backward's ops would
-        # be autocast again, a cast around each small kernel (x0.5 on the Jena GRU); they already
-        # run in the dtypes of their forward ops (docs/PERFORMANCE.md, bfloat16 on the CPU)
-        with torch.autocast(self.device.type, enabled=False):
-            if self._direct:
-                loss.backward()
-            else:
-                self.manual_backward(loss)
+        if torch.is_autocast_enabled(self.device.type):  # checked first: entering a context costs ~6 µs a step
+            # a training step runs inside autocast (bf16-mixed), and the backward's ops would be
+            # autocast again, a cast around each small kernel (x0.5 on the Jena GRU); outside it they
+            # run in the dtypes of their forward ops (docs/PERFORMANCE.md, bfloat16 on the CPU)
+            with torch.autocast(self.device.type, enabled=False):
+                self._backward(loss)
+        else:
+            self._backward(loss)
         self._pending += 1
         if self._pending == self.accumulate:
             self._step_optimizer(slot, lightning_optimizer)
+
+    def _backward(self, loss: torch.Tensor) -> None:
+        if self._direct:
+            loss.backward()
+        else:
+            self.manual_backward(loss)
 
     def _step_optimizer(self, slot: OptimizerSlot, lightning_optimizer) -> None:
         self._pending = 0
