@@ -39,7 +39,10 @@ DLWP = {"mnist_dense": ["task=mnist_dense"], "mnist_convnet": ["task=mnist_convn
         # the Keras-exact cell's loop compiled (`compile: true`); its compile time is in the first epoch
         "imdb_lstm_compiled": ["task=imdb_lstm", "+model.layers.1.compile=true"],
         # book 6.3's GRU on the partial Jena copy, 500 steps x 128 per epoch as the book's fit_generator
+        # (dlwp's Keras-exact GRU runs its loops in C, `native: true`; `_eager` runs them in torch ops)
         "jena_gru": ["task=jena_gru", "data=jena_partial", "data.steps_per_epoch=500"],
+        "jena_gru_eager": ["task=jena_gru", "data=jena_partial", "data.steps_per_epoch=500",
+                           "+model.layers.0.native=false"],
         "jena_gru_torch": ["task=jena_gru", "data=jena_partial", "data.steps_per_epoch=500",
                            "model.layers.0.impl=torch"],
         "jena_gru_compiled": ["task=jena_gru", "data=jena_partial", "data.steps_per_epoch=500",
@@ -136,6 +139,7 @@ KERAS_SIDE = {
     "imdb_lstm_torch": "imdb_lstm",
     "imdb_lstm_compiled": "imdb_lstm",
     "jena_gru_torch": "jena_gru",
+    "jena_gru_eager": "jena_gru",
     "jena_gru_compiled": "jena_gru",
     "nietzsche_char_lstm_compiled": "nietzsche_char_lstm",
     "nietzsche_char_lstm_torch": "nietzsche_char_lstm",

@@ -100,7 +100,8 @@ def test_the_dropout_path_with_masks_of_ones_equals_the_fused_path(kind, monkeyp
 def test_gru_scan_gives_autograd_s_values_and_gradients(activation, dropout, return_sequences, monkeypatch):
     """KerasGRUScan's hand-written BPTT against autograd through the per-step GRU (same masks)."""
     torch.manual_seed(0)
-    layer = KerasRecurrent("gru", 5, 4, dropout=dropout, recurrent_dropout=dropout, activation=activation).double()
+    layer = KerasRecurrent("gru", 5, 4, dropout=dropout, recurrent_dropout=dropout, activation=activation,
+                           native=False).double()  # fmt: skip
     with torch.no_grad():
         layer.bias.uniform_(-0.5, 0.5)
     x = torch.randn(3, 7, 5, dtype=torch.float64, requires_grad=True)
@@ -133,6 +134,126 @@ def test_gru_scan_passes_gradcheck():
     masks = (torch.rand(3, 2, 3, dtype=torch.float64) > 0.3).double()
     for m in (None, masks):
         assert torch.autograd.gradcheck(lambda a, b, m=m: KerasGRUScan.apply(a, b, m, False), (xp, u))
+
+
+@pytest.mark.parametrize("kind", ["gru", "lstm"])
+@pytest.mark.parametrize("activation", ["tanh", "relu"])
+@pytest.mark.parametrize("dropout", [0.0, 0.4])
+@pytest.mark.parametrize("return_sequences", [True, False])
+def test_native_loops_give_autograd_s_values_and_gradients(kind, activation, dropout, return_sequences, monkeypatch):
+    """The C loops (`native: true`, float64) against autograd through the per-step cell, with
+    the same input and recurrent dropout masks."""
+    torch.manual_seed(0)
+    layer = KerasRecurrent(kind, 5, 4, dropout=dropout, recurrent_dropout=dropout, activation=activation).double()
+    with torch.no_grad():
+        layer.bias.uniform_(-0.5, 0.5)
+    gates = {"gru": 3, "lstm": 4}[kind]
+    masks = {w: (torch.rand(gates, 3, w, dtype=torch.float64) > dropout) / (1 - dropout) for w in (5, 4)}
+    x = torch.randn(3, 7, 5, dtype=torch.float64)
+    results = []
+    for native in (True, False):
+        monkeypatch.setattr(layer, "native", native)
+        monkeypatch.setattr(layer, "use_scan", False)  # the reference: autograd through each step, always
+        # with masks (of ones without dropout): their step's clamp is exact, while torch's hardsigmoid
+        # backward uses a float32 1/6 even in float64
+        monkeypatch.setattr(layer, "_masks", lambda like, width, rate, native=native:
+                            masks[width] if rate or not native else None)  # fmt: skip
+        results.append(_gru_run(layer, x, return_sequences=return_sequences))
+    for got, want in zip(*results, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-11)
+
+
+@pytest.mark.parametrize("kind", ["gru", "lstm"])
+def test_native_loops_pass_gradcheck(kind):
+    from dlwp.model import native_rnn
+
+    torch.manual_seed(1)
+    gates, n = native_rnn.GATES[kind], 3
+    xp = torch.randn(2, 5, gates * n, dtype=torch.float64, requires_grad=True)
+    u = (0.5 * torch.randn(n, gates * n, dtype=torch.float64)).requires_grad_()
+    masks = (torch.rand(gates, 2, n, dtype=torch.float64) > 0.3).double()
+    loops = native_rnn.load(kind, torch.float64)
+    for m in (None, masks):
+        assert torch.autograd.gradcheck(lambda a, b, m=m: native_rnn.NativeScan.apply(a, b, m, False, loops), (xp, u))
+
+
+def _gru_run(layer, x, threads: int | None = None, return_sequences: bool = True):
+    """(output, input gradient, parameter gradients) of one forward and backward."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads or before)
+    try:
+        x = x.detach().requires_grad_()
+        out = layer(x, return_sequences=return_sequences)
+        grads = torch.autograd.grad((out * torch.linspace(-1, 1, out.shape[-1])).sum(), [x, *layer.parameters()])
+        return [out.detach(), *grads]
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("kind", ["gru", "lstm"])
+@pytest.mark.parametrize("recurrent_dropout", [0.0, 0.3])
+def test_native_loops_match_torch_ops_and_ignore_the_thread_count(kind, recurrent_dropout):
+    """float32, a batch of three thread blocks (40 = 16 + 16 + 8 samples): the C loops give the
+    torch ops' values to float rounding, and the same bits on one thread and on two (the output and
+    the recurrent kernel's gradient: the input projection's matmuls are torch's, whose sums follow
+    the thread count)."""
+    torch.manual_seed(0)
+    native = KerasRecurrent(kind, 6, 32, recurrent_dropout=recurrent_dropout)
+    reference = KerasRecurrent(kind, 6, 32, recurrent_dropout=recurrent_dropout, native=False)
+    reference.load_state_dict(native.state_dict())
+    x = torch.randn(40, 50, 6)
+    runs = []
+    for layer, threads in ((native, 1), (native, 2), (reference, None)):
+        torch.manual_seed(1)  # the same dropout masks
+        runs.append(_gru_run(layer, x, threads))
+    for i, (one, two, ref) in enumerate(zip(*runs, strict=True)):
+        assert i not in (0, 3) or torch.equal(one, two)  # out, x, kernel, recurrent kernel, bias
+        torch.testing.assert_close(one, two, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(one, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_native_loops_run_only_where_the_recurrent_kernel_is_small():
+    from dlwp.model import native_rnn
+
+    x = torch.zeros(2, 3, 4)
+    assert native_rnn.usable("gru", x, 64) is not None and native_rnn.usable("lstm", x, 32) is not None
+    assert native_rnn.usable("lstm", x, 64) is None and native_rnn.usable("lstm", x, 128) is None  # slower there
+    assert native_rnn.usable("simplernn", x, 32) is None and native_rnn.usable("gru", x.bfloat16(), 32) is None
+
+
+def test_native_loops_restore_the_callers_denormal_mode():
+    """The C loops flush denormals on their own thread only: the caller's numbers keep theirs."""
+    tiny = torch.tensor([1e-39])
+    torch.set_flush_denormal(False)
+    try:
+        _gru_run(KerasRecurrent("gru", 3, 4), torch.randn(2, 5, 3), threads=1)
+        assert (tiny * 1.0).item() != 0.0
+    finally:
+        torch.set_flush_denormal(True)
+
+
+@pytest.mark.parametrize("compiler", ["missing", "failing"])
+def test_without_a_working_c_compiler_the_gru_warns_once_and_runs_torch_ops(compiler, monkeypatch, tmp_path):
+    from dlwp.model import native_rnn
+
+    monkeypatch.setenv("DLWP_CACHE_DIR", str(tmp_path))  # nothing built yet
+    if compiler == "missing":
+        monkeypatch.setenv("PATH", str(tmp_path))
+        monkeypatch.setenv("CC", "")
+    else:
+        monkeypatch.setenv("CC", "false")
+    native_rnn.load.cache_clear()
+    try:
+        torch.manual_seed(0)
+        layer = KerasRecurrent("gru", 3, 4).double()
+        x = torch.randn(2, 5, 3, dtype=torch.float64)
+        with pytest.warns(UserWarning, match="(?s)native GRU loop is unavailable.*C compiler"):
+            out = layer(x)
+        assert native_rnn.usable("gru", x, 4) is None  # decided once: no second warning
+        layer.native = False
+        assert torch.equal(out, layer(x))
+    finally:
+        native_rnn.load.cache_clear()
 
 
 def test_keras_initialisation_forget_bias_orthogonal_recurrent_kernels():

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from dlwp.errors import ConfigError
-from dlwp.model import fused_loop
+from dlwp.model import fused_loop, native_rnn
 from dlwp.model.gru_scan import KerasGRUScan
 
 Kind = Literal["simplernn", "lstm", "gru"]
@@ -58,9 +58,10 @@ class KerasRecurrent(nn.Module):
     use_scan = True  # GRU with dropout: KerasGRUScan's hand-written BPTT; False = autograd per step
 
     def __init__(self, kind: Kind, in_features: int, units: int, dropout: float = 0.0,
-                 recurrent_dropout: float = 0.0, activation: str = "tanh", compiled: bool = False) -> None:  # fmt: skip
+                 recurrent_dropout: float = 0.0, activation: str = "tanh", compiled: bool = False,
+                 native: bool = True) -> None:  # fmt: skip
         super().__init__()
-        self.kind, self.units, self.compiled = kind, units, compiled
+        self.kind, self.units, self.compiled, self.native = kind, units, compiled, native
         self.dropout, self.recurrent_dropout = dropout, recurrent_dropout
         self.activation, self.relu = _activation(activation), activation == "relu"
         gates = GATES[kind]
@@ -95,6 +96,9 @@ class KerasRecurrent(nn.Module):
         units, gates = self.units, GATES[self.kind]
         in_masks = self._masks(x, features, self.dropout)
         rec_masks = self._masks(x, units, self.recurrent_dropout)
+        loops = native_rnn.usable(self.kind, x, self.units) if self.native and not self.compiled else None
+        if loops is not None:
+            return self._native_scan(loops, x, in_masks, rec_masks, return_sequences)
         if self.kind == "gru" and self.use_scan and (in_masks is not None or rec_masks is not None):
             return self._gru_scan(x, in_masks, rec_masks, return_sequences)
         h = x.new_zeros(batch, units)
@@ -115,6 +119,22 @@ class KerasRecurrent(nn.Module):
             projected = torch.cat(parts, dim=-1) + self.bias
         h, c, out = fused_loop.loop(step, return_sequences, projected, h, c, recurrent)
         return out if return_sequences else h
+
+    def _native_scan(self, loops, x, in_masks, rec_masks, return_sequences):
+        """The GRU or LSTM through its C loops (`dlwp.model.native_rnn`), with `_fused`'s weights."""
+        batch, steps, features = x.shape
+        n, gates = self.units, GATES[self.kind]
+        kernel, recurrent, bias = self._fused()
+        order = [0, 1, 3, 2] if self.kind == "lstm" else list(range(gates))  # _fused's gates, by Keras' index
+        if in_masks is None:
+            projected = torch.addmm(bias, x.reshape(-1, features), kernel)
+        else:  # a different mask per gate: each gate's projection of its own masked input
+            parts = [(x * in_masks[k][:, None, :]).reshape(-1, features) @ kernel[:, g * n : (g + 1) * n]
+                     for g, k in enumerate(order)]  # fmt: skip
+            projected = torch.cat(parts, dim=-1) + bias
+        masks = None if rec_masks is None else rec_masks[order]
+        out = native_rnn.NativeScan.apply(projected.view(batch, steps, gates * n), recurrent, masks, self.relu, loops)
+        return out if return_sequences else out[:, -1]
 
     def _gru_scan(self, x, in_masks, rec_masks, return_sequences):
         """The GRU with dropout through `KerasGRUScan` (hand-written BPTT, x1.7 on 2 CPU cores)."""
@@ -236,6 +256,13 @@ class Recurrent(nn.Module):
         compile: run the loop through `torch.compile`, 24 steps a call (keras only, without
             dropout): x1.4 for the Jena GRU, x1.2 for the char-LSTM on 2 CPU cores, after 30-110 s
             of compiling that inductor caches on disk (`dlwp.model.fused_loop`; a C++ compiler on CPUs).
+        native: the Keras GRU's and LSTM's loops, forward and backward, in C on CPUs
+            (`dlwp.model.native_rnn`, built on first use by the system's C compiler in under a
+            second): x2.3 the torch ops' speed for a whole Jena GRU epoch on 2 cores, the same
+            values up to float rounding. Where it does not pay or apply, torch ops run: a
+            recurrent kernel over 48 KB (an LSTM over 55 units, a GRU over 64), GPUs, 16-bit
+            tensors, `compile: true`, SimpleRNN, no C compiler. False: torch ops everywhere (how
+            the results committed before it ran).
     """
 
     def __init__(
@@ -251,6 +278,7 @@ class Recurrent(nn.Module):
         bidirectional: bool = False,
         activation: str = "tanh",
         compile: bool = False,
+        native: bool = True,
     ) -> None:
         super().__init__()
         if kind not in GATES:
@@ -272,9 +300,10 @@ class Recurrent(nn.Module):
             self.layer: nn.Module = TorchRecurrent(kind, in_features, units, bidirectional, activation)
             self.backward_layer = None
         else:
-            self.layer = KerasRecurrent(kind, in_features, units, dropout, recurrent_dropout, activation, compile)
+            self.layer = KerasRecurrent(kind, in_features, units, dropout, recurrent_dropout, activation, compile,
+                                        native)  # fmt: skip
             self.backward_layer = (
-                KerasRecurrent(kind, in_features, units, dropout, recurrent_dropout, activation, compile)
+                KerasRecurrent(kind, in_features, units, dropout, recurrent_dropout, activation, compile, native)
                 if bidirectional
                 else None
             )

@@ -163,10 +163,11 @@ def _last_step(shape: Shape, feature: int) -> tuple[nn.Module, Shape]:
 def _recurrent(kind: str) -> Callable[..., tuple[nn.Module, Shape]]:
     def build(shape: Shape, units: int, impl: str = "keras", dropout: float = 0.0, recurrent_dropout: float = 0.0,
               return_sequences: bool = False, go_backwards: bool = False, activation: str = "tanh",
-              bidirectional: bool = False, compile: bool = False) -> tuple[nn.Module, Shape]:  # fmt: skip
+              bidirectional: bool = False, compile: bool = False,
+              native: bool = True) -> tuple[nn.Module, Shape]:  # fmt: skip
         _needs_time(shape, kind)
         layer = Recurrent(kind, shape[1], units, impl, dropout, recurrent_dropout, return_sequences, go_backwards,
-                          bidirectional, activation, compile)  # fmt: skip
+                          bidirectional, activation, compile, native)  # fmt: skip
         out = layer.out_features
         return layer, ((shape[0], out) if return_sequences else (out,))
 
