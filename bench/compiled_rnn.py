@@ -33,7 +33,9 @@ TASKS = {  # task -> (its recurrent layer's index, training batches an epoch, ex
 def epochs(task: str, compiled: bool, data_dir: Path) -> tuple[list[float], str]:
     """Each epoch's seconds and the last training loss."""
     layer, batches, extra = TASKS[task]
-    rows, _ = train([f"task={task}", f"+model.layers.{layer}.compile={str(compiled).lower()}", "trainer.max_epochs=3",
+    # native=false: the eager baseline is torch's ops, as before the C loops (bench/native_rnn.py)
+    rows, _ = train([f"task={task}", f"+model.layers.{layer}.compile={str(compiled).lower()}",
+                     f"+model.layers.{layer}.native=false", "trainer.max_epochs=3",
                      f"trainer.limit_train_batches={batches}", "trainer.limit_val_batches=0", "test=false", *extra],
                     data_dir)  # fmt: skip
     return [float(r["time/epoch_s"]) for r in rows], rows[-1].get("train/loss", "")

@@ -33,8 +33,10 @@ DLWP = {"mnist_dense": ["task=mnist_dense"], "mnist_convnet": ["task=mnist_convn
         "cats_dogs_scratch_bf16": ["task=cats_dogs_scratch", "trainer.precision=bf16-mixed"],
         # the same dlwp run against the book's code verbatim: Keras decodes the JPEGs every epoch
         "cats_dogs_scratch_flow": ["task=cats_dogs_scratch"],
-        # book 6.2's LSTM: dlwp's Keras-exact cell, then torch's fused nn.LSTM, against Keras' LSTM
+        # book 6.2's LSTM: dlwp's Keras-exact cell (its loops in C, `native: true`; `_eager`: in torch
+        # ops), then torch's fused nn.LSTM, against Keras' LSTM
         "imdb_lstm": ["task=imdb_lstm"],
+        "imdb_lstm_eager": ["task=imdb_lstm", "+model.layers.1.native=false"],
         "imdb_lstm_torch": ["task=imdb_lstm", "model.layers.1.impl=torch"],
         # the Keras-exact cell's loop compiled (`compile: true`); its compile time is in the first epoch
         "imdb_lstm_compiled": ["task=imdb_lstm", "+model.layers.1.compile=true"],
@@ -137,6 +139,7 @@ def book_tree(root: Path, tree: Path) -> Path:
 
 KERAS_SIDE = {
     "imdb_lstm_torch": "imdb_lstm",
+    "imdb_lstm_eager": "imdb_lstm",
     "imdb_lstm_compiled": "imdb_lstm",
     "jena_gru_torch": "jena_gru",
     "jena_gru_eager": "jena_gru",

@@ -173,6 +173,8 @@ def test_a_series_with_a_learnable_future_is_learned_beyond_the_naive_forecast(t
     assert rec["metrics"]["best"]["val/mae"]["value"] < below * naive, (rec["metrics"]["best"], naive)
     if task == "jena_bigru":
         assert rec["device"]["torch_threads"] == 1, "the task's trainer.cpu_threads reaches torch"
+    if "gru" in task:  # the GRU ran its C loops (dlwp.model.native_rnn), and the record says which
+        assert rec["native_loops"]["gru/f32"].startswith("keras_gru_f32_"), rec.get("native_loops")
 
 
 def test_jena_naive_is_evaluated_not_trained_and_equals_the_baseline(tmp_path):

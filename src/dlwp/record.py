@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from dlwp.allocator import allocator_state
+from dlwp.cache import cache_root
 from dlwp.redact import redact_argv, redact_text, redact_tree
 
 PACKAGES = (
@@ -103,11 +104,8 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
 
 
 def hash_cache_file() -> Path:
-    """Where file hashes are remembered: `$DLWP_CACHE_DIR`, else `$XDG_CACHE_HOME/dlwp` (~/.cache)."""
-    base = (
-        os.environ.get("DLWP_CACHE_DIR") or Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser() / "dlwp"
-    )
-    return Path(base) / "sha256.json"
+    """Where file hashes are remembered: in `dlwp.cache.cache_root()`."""
+    return cache_root() / "sha256.json"
 
 
 def _stat_key(stat: os.stat_result) -> list[int]:

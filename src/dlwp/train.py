@@ -254,6 +254,10 @@ def _train(cfg: DictConfig, run_dir: Path | None) -> dict[str, Any]:
             metrics={"final": final, "best": best_of(history.rows)},
             checkpoints=_checkpoint_files(run_dir),
         )
+        from dlwp.model import native_rnn
+
+        if native := native_rnn.state():  # which recurrent layers ran in C, and which could not
+            record.update(native_loops=native)
         record.finish("completed")
     except BaseException as err:
         signal_name = interrupting_signal(err, trainer)

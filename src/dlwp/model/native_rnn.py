@@ -6,9 +6,10 @@ their arithmetic, sets the time; the C loop does a step in a few microseconds
 files need no torch headers, so they compile in under a second with any C compiler, and ctypes
 releases the GIL, so the batch runs on several threads from Python.
 
-Each library is built once per source, compiler and CPU (`-march=native`) into
-`$DLWP_CACHE_DIR/native` (default `~/.cache/dlwp/native`). Without a working C compiler `load()`
-returns None after one warning, and the layer runs its torch ops.
+Each library is built once per source, compiler and CPU (`-march=native`) into `native/` of
+dlwp's cache (`dlwp.cache`: `$DLWP_CACHE_DIR`, default `~/.cache/dlwp`). Without a working C
+compiler `load()` returns None after one warning, and the layer runs its torch ops; `state()`
+says which happened, for the run record.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from pathlib import Path
 
 import torch
 
+from dlwp.cache import cache_root
+
 SOURCES = Path(__file__).with_name("native")
 FLAGS = ["-O3", "-march=native", "-std=gnu11", "-shared", "-fPIC"]
 BLOCK = 16  # samples per partial recurrent-kernel gradient (common.h's BLOCK)
@@ -39,6 +42,8 @@ ops, LSTM(32) x2; LSTM(64) x0.9, LSTM(128) x0.7; docs/PERFORMANCE.md)."""
 SAVED = {"gru": (1, 2, 1, 1), "lstm": (1, 4, 1, 0)}
 """Widths, in units, of what each cell's forward keeps for its backward: GRU h, (z, r), candidate,
 r * h; LSTM h, (i, f, o, g), c (the fourth slot unused)."""
+_STATE: dict[str, str] = {}
+"""`cell/precision` -> the library this process loaded, or why it could not."""
 _ARGS = [ctypes.c_int] * 5 + [ctypes.c_void_p] * 3 + [ctypes.c_int] + [ctypes.c_void_p] * 4
 _BACKWARD_ARGS = [ctypes.c_int] * 5 + [ctypes.c_void_p] * 6 + [ctypes.c_int] + [ctypes.c_void_p] * 3
 
@@ -60,7 +65,7 @@ def _cpu_key() -> str:
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("DLWP_CACHE_DIR", Path.home() / ".cache" / "dlwp")) / "native"
+    return cache_root() / "native"
 
 
 def _build(cc: str, cell: str, precision: str) -> Path:
@@ -156,12 +161,23 @@ def load(cell: str, dtype: torch.dtype) -> NativeLoops | None:
     try:
         if cc is None:
             raise RuntimeError("no C compiler on PATH ($CC, cc, gcc or clang)")
-        return NativeLoops(ctypes.CDLL(str(_build(cc, cell, precision))), cell, precision)
+        library = _build(cc, cell, precision)
+        loops = NativeLoops(ctypes.CDLL(str(library)), cell, precision)
+        _STATE[f"{cell}/{precision}"] = library.name
+        return loops
     except (RuntimeError, OSError) as error:
+        _STATE[f"{cell}/{precision}"] = f"unavailable: {error}"
         warnings.warn(f"the native {cell.upper()} loop is unavailable ({error}); running it in torch ops, 2-4x "
                       "slower on CPUs. Install (or fix) a C compiler, e.g. `apt-get install gcc`, to get it "
                       "back.", stacklevel=2)  # fmt: skip
         return None
+
+
+def state() -> dict[str, str]:
+    """What run.json records: the native libraries this process loaded (`keras_gru_f32_<key>.so`:
+    the key names source, flags, compiler and CPU), or why one could not be (its layers ran torch
+    ops, whose results differ in the last bits)."""
+    return dict(_STATE)
 
 
 def usable(cell: str, t: torch.Tensor, units: int) -> NativeLoops | None:
