@@ -158,7 +158,7 @@ def test_native_loops_give_autograd_s_values_and_gradients(kind, activation, dro
         # backward uses a float32 1/6 even in float64
         monkeypatch.setattr(layer, "_masks", lambda like, width, rate, native=native:
                             masks[width] if rate or not native else None)  # fmt: skip
-        results.append(_gru_run(layer, x, return_sequences=return_sequences))
+        results.append(_run_layer(layer, x, return_sequences=return_sequences))
     for got, want in zip(*results, strict=True):
         torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-11)
 
@@ -177,7 +177,7 @@ def test_native_loops_pass_gradcheck(kind):
         assert torch.autograd.gradcheck(lambda a, b, m=m: native_rnn.NativeScan.apply(a, b, m, False, loops), (xp, u))
 
 
-def _gru_run(layer, x, threads: int | None = None, return_sequences: bool = True):
+def _run_layer(layer, x, threads: int | None = None, return_sequences: bool = True):
     """(output, input gradient, parameter gradients) of one forward and backward."""
     before = torch.get_num_threads()
     torch.set_num_threads(threads or before)
@@ -205,7 +205,7 @@ def test_native_loops_match_torch_ops_and_ignore_the_thread_count(kind, recurren
     runs = []
     for layer, threads in ((native, 1), (native, 2), (reference, None)):
         torch.manual_seed(1)  # the same dropout masks
-        runs.append(_gru_run(layer, x, threads))
+        runs.append(_run_layer(layer, x, threads))
     for i, (one, two, ref) in enumerate(zip(*runs, strict=True)):
         assert i not in (0, 3) or torch.equal(one, two)  # out, x, kernel, recurrent kernel, bias
         torch.testing.assert_close(one, two, rtol=1e-5, atol=1e-5)
@@ -216,9 +216,10 @@ def test_native_loops_run_only_where_the_recurrent_kernel_is_small():
     from dlwp.model import native_rnn
 
     x = torch.zeros(2, 3, 4)
-    assert native_rnn.usable("gru", x, 64) is not None and native_rnn.usable("lstm", x, 32) is not None
-    assert native_rnn.usable("lstm", x, 64) is None and native_rnn.usable("lstm", x, 128) is None  # slower there
-    assert native_rnn.usable("simplernn", x, 32) is None and native_rnn.usable("gru", x.bfloat16(), 32) is None
+    assert native_rnn.loops_for("gru", x) is not None and native_rnn.loops_for("lstm", x) is not None
+    assert native_rnn.loops_for("simplernn", x) is None and native_rnn.loops_for("gru", x.bfloat16()) is None
+    assert native_rnn.fits("gru", 64) and native_rnn.fits("lstm", 32)
+    assert not native_rnn.fits("lstm", 64) and not native_rnn.fits("gru", 65)  # torch's batched matmuls win there
 
 
 def test_native_loops_restore_the_callers_denormal_mode():
@@ -226,7 +227,7 @@ def test_native_loops_restore_the_callers_denormal_mode():
     tiny = torch.tensor([1e-39])
     torch.set_flush_denormal(False)
     try:
-        _gru_run(KerasRecurrent("gru", 3, 4), torch.randn(2, 5, 3), threads=1)
+        _run_layer(KerasRecurrent("gru", 3, 4), torch.randn(2, 5, 3), threads=1)
         assert (tiny * 1.0).item() != 0.0
     finally:
         torch.set_flush_denormal(True)
@@ -249,7 +250,7 @@ def test_without_a_working_c_compiler_the_gru_warns_once_and_runs_torch_ops(comp
         x = torch.randn(2, 5, 3, dtype=torch.float64)
         with pytest.warns(UserWarning, match="(?s)native GRU loop is unavailable.*C compiler"):
             out = layer(x)
-        assert native_rnn.usable("gru", x, 4) is None  # decided once: no second warning
+        assert native_rnn.loops_for("gru", x) is None  # decided once: no second warning
         layer.native = False
         assert torch.equal(out, layer(x))
     finally:
@@ -514,7 +515,7 @@ def test_the_compiled_loop_gives_the_eager_loop_s_values_and_gradients(kind, mon
         pytest.skip(str(e))
     monkeypatch.setattr(fused_loop, "CHUNK_STEPS", 4)
     torch.manual_seed(0)
-    eager = Recurrent(kind, 5, 4, return_sequences=True)
+    eager = Recurrent(kind, 5, 4, return_sequences=True, native=False)  # torch ops, as compiled
     compiled = Recurrent(kind, 5, 4, return_sequences=True, compile=True)
     compiled.load_state_dict(eager.state_dict())
     x = torch.randn(3, 8, 5)

@@ -154,10 +154,10 @@ class TrainerConfig:
     cores, docs/PERFORMANCE.md; dlwp.allocator). Process-wide, and it stays on once set."""
     cpu_threads: int | None = None
     """torch's intra-op threads on the CPU (`torch.set_num_threads`; null: torch's default, one per
-    core or $OMP_NUM_THREADS). A small recurrent network runs ~10 kernels of a few thousand floats
-    a time step, which a second thread may split at a cost larger than the work: `jena_bigru` sets
-    1, while the convnets need both (docs/PERFORMANCE.md, "CPU threads"). Process-wide; recorded
-    in run.json."""
+    core or $OMP_NUM_THREADS). No book task runs faster on one of 2 cores beyond the host's noise,
+    the recurrent ones included since their C loops split the batch between threads
+    (docs/PERFORMANCE.md, "CPU threads"); 1 lets two runs share 2 cores. Process-wide; recorded in
+    run.json."""
     accumulate_grad_batches: int = 1
     """Sum the gradients of this many batches before each optimiser step (dlwp's own, as dlwp tasks
     optimise manually)."""

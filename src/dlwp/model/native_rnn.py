@@ -27,6 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
+from torch.autograd.function import once_differentiable
 
 from dlwp.cache import cache_root
 
@@ -110,7 +111,7 @@ class NativeLoops:
             return
         per = -(-blocks // threads) * BLOCK
         bounds = [(start, min(start + per, batch)) for start in range(0, batch, per)]
-        list(_pool().map(lambda b: fn(*shape, b[0], b[1], *pointers), bounds))
+        list(_pool(os.getpid()).map(lambda b: fn(*shape, b[0], b[1], *pointers), bounds))
 
     def forward(self, xp: torch.Tensor, u: torch.Tensor, m: torch.Tensor | None, relu: bool) -> list[torch.Tensor]:
         """`xp [B, T, gates n]`, `u [n, gates n]`, `m [gates, B, n] | None` -> what the backward
@@ -147,7 +148,10 @@ def _ptr(t: torch.Tensor | None) -> int | None:
 
 
 @functools.cache
-def _pool() -> ThreadPoolExecutor:
+def _pool(pid: int) -> ThreadPoolExecutor:
+    """The threads that run a batch's blocks, one pool per process: a forked child (a DataLoader
+    worker, a launcher's job) has none of its parent's threads. (Defensive: CPython 3.11's pool
+    was seen to work in a child anyway, so no test can show the difference.)"""
     return ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="dlwp-rnn")
 
 
@@ -180,12 +184,17 @@ def state() -> dict[str, str]:
     return dict(_STATE)
 
 
-def usable(cell: str, t: torch.Tensor, units: int) -> NativeLoops | None:
-    """The native loops for this input, or None where they do not apply or do not pay: GPUs,
-    16-bit tensors, a SimpleRNN, a recurrent kernel over MAX_KERNEL_FLOATS, no C compiler."""
-    if t.device.type != "cpu" or cell not in GATES or GATES[cell] * units * units > MAX_KERNEL_FLOATS:
+def loops_for(cell: str, t: torch.Tensor) -> NativeLoops | None:
+    """A cell's C code for this input, or None where there is none: GPUs, 16-bit tensors, a
+    SimpleRNN, no C compiler."""
+    if t.device.type != "cpu" or cell not in GATES:
         return None
     return load(cell, t.dtype)
+
+
+def fits(cell: str, units: int) -> bool:
+    """Whether the C loops pay for a layer of this size (`MAX_KERNEL_FLOATS`)."""
+    return GATES[cell] * units * units <= MAX_KERNEL_FLOATS
 
 
 class NativeScan(torch.autograd.Function):
@@ -203,6 +212,7 @@ class NativeScan(torch.autograd.Function):
         return saved[0]
 
     @staticmethod
+    @once_differentiable  # the C backward builds no graph: a second derivative fails loudly, not silently
     def backward(ctx, grad_out: torch.Tensor):
         u, m, *saved = ctx.saved_tensors
         dxp, du = ctx.loops.backward(grad_out, saved, m, ctx.relu, u.to(grad_out.dtype))

@@ -96,8 +96,8 @@ class KerasRecurrent(nn.Module):
         units, gates = self.units, GATES[self.kind]
         in_masks = self._masks(x, features, self.dropout)
         rec_masks = self._masks(x, units, self.recurrent_dropout)
-        loops = native_rnn.usable(self.kind, x, self.units) if self.native and not self.compiled else None
-        if loops is not None:
+        loops = native_rnn.loops_for(self.kind, x) if self.native and not self.compiled else None
+        if loops is not None and native_rnn.fits(self.kind, self.units):
             return self._native_scan(loops, x, in_masks, rec_masks, return_sequences)
         if self.kind == "gru" and self.use_scan and (in_masks is not None or rec_masks is not None):
             return self._gru_scan(x, in_masks, rec_masks, return_sequences)
@@ -122,19 +122,28 @@ class KerasRecurrent(nn.Module):
 
     def _native_scan(self, loops, x, in_masks, rec_masks, return_sequences):
         """The GRU or LSTM through its C loops (`dlwp.model.native_rnn`), with `_fused`'s weights."""
-        batch, steps, features = x.shape
-        n, gates = self.units, GATES[self.kind]
         kernel, recurrent, bias = self._fused()
-        order = [0, 1, 3, 2] if self.kind == "lstm" else list(range(gates))  # _fused's gates, by Keras' index
+        masks = None if rec_masks is None else rec_masks[self._fused_order()]
+        out = native_rnn.NativeScan.apply(self._projected(x, in_masks, kernel, bias), recurrent, masks, self.relu,
+                                          loops)  # fmt: skip
+        return out if return_sequences else out[:, -1]
+
+    def _fused_order(self) -> list[int]:
+        """`_fused`'s gates, by Keras' gate index (the LSTM's i, f, o, c from Keras' i, f, c, o)."""
+        return [0, 1, 3, 2] if self.kind == "lstm" else list(range(GATES[self.kind]))
+
+    def _projected(self, x, in_masks, kernel, bias) -> torch.Tensor:
+        """Every step's input projection `[B, T, gates n]` with `_fused`'s weights; under input
+        dropout each gate projects its own masked input."""
+        batch, steps, features = x.shape
+        n = self.units
         if in_masks is None:
             projected = torch.addmm(bias, x.reshape(-1, features), kernel)
-        else:  # a different mask per gate: each gate's projection of its own masked input
+        else:
             parts = [(x * in_masks[k][:, None, :]).reshape(-1, features) @ kernel[:, g * n : (g + 1) * n]
-                     for g, k in enumerate(order)]  # fmt: skip
+                     for g, k in enumerate(self._fused_order())]  # fmt: skip
             projected = torch.cat(parts, dim=-1) + bias
-        masks = None if rec_masks is None else rec_masks[order]
-        out = native_rnn.NativeScan.apply(projected.view(batch, steps, gates * n), recurrent, masks, self.relu, loops)
-        return out if return_sequences else out[:, -1]
+        return projected.view(batch, steps, -1)
 
     def _gru_scan(self, x, in_masks, rec_masks, return_sequences):
         """The GRU with dropout through `KerasGRUScan` (hand-written BPTT, x1.7 on 2 CPU cores)."""
