@@ -18,9 +18,9 @@ Compiled twice: REAL = float, and REAL = double for the gradient checks. */
 /* The forward of samples [b0, b1). xp [B, T, 3n]: input projections (bias in); u [n, 3n]: the
    recurrent kernel; m [3, B, n] or NULL. Writes hs [B, T, n] (the outputs), zr [B, T, 2n] (gate
    values), hh [B, T, n] (candidates), rh [B, T, n] (r * h * m_h). */
-void NAME(gru_forward)(int B, int T, int n, int b0, int b1, const REAL *restrict xp, const REAL *restrict u,
-                       const REAL *restrict m, int relu, REAL *restrict hs, REAL *restrict zr, REAL *restrict hh,
-                       REAL *restrict rh) {
+static ALWAYS_INLINE void gru_forward_body(int B, int T, int n, int b0, int b1, const REAL *restrict xp,
+        const REAL *restrict u, const REAL *restrict m, int relu, REAL *restrict hs, REAL *restrict zr,
+        REAL *restrict hh, REAL *restrict rh) {
     FLUSH_DENORMALS;
     const int w = 3 * n;
     REAL *zeros = calloc(n, sizeof(REAL));
@@ -59,14 +59,22 @@ void NAME(gru_forward)(int B, int T, int n, int b0, int b1, const REAL *restrict
     RESTORE_DENORMALS;
 }
 
+void NAME(gru_forward)(int B, int T, int n, int b0, int b1, const REAL *restrict xp, const REAL *restrict u,
+                       const REAL *restrict m, int relu, REAL *restrict hs, REAL *restrict zr, REAL *restrict hh,
+                       REAL *restrict rh) {
+    if (n == 32)
+        gru_forward_body(B, T, 32, b0, b1, xp, u, m, relu, hs, zr, hh, rh);
+    else
+        gru_forward_body(B, T, n, b0, b1, xp, u, m, relu, hs, zr, hh, rh);
+}
+
 /* The backward of samples [b0, b1) (b0 a multiple of BLOCK). grad [B, T, n]: d loss / d hs;
    hs, zr, hh, rh, m: as the forward wrote them; ut [3n, n]: the recurrent kernel transposed.
    Writes dxp [B, T, 3n] (= the gradients of the pre-activations) and, for each block of BLOCK
    samples, its part of d loss / d u into du [B / BLOCK rounded up, n, 3n] (zeroed by the caller). */
-void NAME(gru_backward)(int B, int T, int n, int b0, int b1, const REAL *restrict grad, const REAL *restrict hs,
-                        const REAL *restrict zr, const REAL *restrict hh, const REAL *restrict rh,
-                        const REAL *restrict m, int relu, const REAL *restrict ut, REAL *restrict dxp,
-                        REAL *restrict du) {
+static ALWAYS_INLINE void gru_backward_body(int B, int T, int n, int b0, int b1, const REAL *restrict grad,
+        const REAL *restrict hs, const REAL *restrict zr, const REAL *restrict hh, const REAL *restrict rh,
+        const REAL *restrict m, int relu, const REAL *restrict ut, REAL *restrict dxp, REAL *restrict du) {
     FLUSH_DENORMALS;
     const int w = 3 * n;
     REAL *buf = calloc(6 * (size_t)n, sizeof(REAL));
@@ -123,4 +131,14 @@ void NAME(gru_backward)(int B, int T, int n, int b0, int b1, const REAL *restric
     }
     free(buf);
     RESTORE_DENORMALS;
+}
+
+void NAME(gru_backward)(int B, int T, int n, int b0, int b1, const REAL *restrict grad, const REAL *restrict hs,
+                        const REAL *restrict zr, const REAL *restrict hh, const REAL *restrict rh,
+                        const REAL *restrict m, int relu, const REAL *restrict ut, REAL *restrict dxp,
+                        REAL *restrict du) {
+    if (n == 32)
+        gru_backward_body(B, T, 32, b0, b1, grad, hs, zr, hh, rh, m, relu, ut, dxp, du);
+    else
+        gru_backward_body(B, T, n, b0, b1, grad, hs, zr, hh, rh, m, relu, ut, dxp, du);
 }

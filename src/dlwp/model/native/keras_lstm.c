@@ -18,9 +18,9 @@ in torch. */
 /* The forward of samples [b0, b1). xp [B, T, 4n]: input projections (bias in); u [n, 4n]: the
    recurrent kernel; m [4, B, n] or NULL. Writes hs [B, T, n] (the outputs), gates [B, T, 4n]
    (i, f, o, g after their activations), cs [B, T, n] (the cell states). */
-void NAME(lstm_forward)(int B, int T, int n, int b0, int b1, const REAL *restrict xp, const REAL *restrict u,
-                        const REAL *restrict m, int relu, REAL *restrict hs, REAL *restrict gates,
-                        REAL *restrict cs, REAL *restrict unused) {
+static ALWAYS_INLINE void lstm_forward_body(int B, int T, int n, int b0, int b1, const REAL *restrict xp,
+        const REAL *restrict u, const REAL *restrict m, int relu, REAL *restrict hs, REAL *restrict gates,
+        REAL *restrict cs, REAL *restrict unused) {
     (void)unused;
     FLUSH_DENORMALS;
     const int w = 4 * n;
@@ -62,14 +62,24 @@ void NAME(lstm_forward)(int B, int T, int n, int b0, int b1, const REAL *restric
     free(masked);
     RESTORE_DENORMALS;
 }
+
+void NAME(lstm_forward)(int B, int T, int n, int b0, int b1, const REAL *restrict xp, const REAL *restrict u,
+                        const REAL *restrict m, int relu, REAL *restrict hs, REAL *restrict gates,
+                        REAL *restrict cs, REAL *restrict unused) {
+    if (n == 32)
+        lstm_forward_body(B, T, 32, b0, b1, xp, u, m, relu, hs, gates, cs, unused);
+    else
+        lstm_forward_body(B, T, n, b0, b1, xp, u, m, relu, hs, gates, cs, unused);
+}
+
 /* The backward of samples [b0, b1) (b0 a multiple of BLOCK). grad [B, T, n]: d loss / d hs; hs,
    gates, cs, m: as the forward wrote them; ut [4n, n]: the recurrent kernel transposed. Writes
    dxp [B, T, 4n] and, per block of BLOCK samples, its part of d loss / d u into du [blocks, n, 4n]
    (zeroed by the caller). */
-void NAME(lstm_backward)(int B, int T, int n, int b0, int b1, const REAL *restrict grad, const REAL *restrict hs,
-                         const REAL *restrict gates, const REAL *restrict cs, const REAL *restrict unused,
-                         const REAL *restrict m, int relu, const REAL *restrict ut, REAL *restrict dxp,
-                         REAL *restrict du) {
+static ALWAYS_INLINE void lstm_backward_body(int B, int T, int n, int b0, int b1, const REAL *restrict grad,
+        const REAL *restrict hs, const REAL *restrict gates, const REAL *restrict cs,
+        const REAL *restrict unused, const REAL *restrict m, int relu, const REAL *restrict ut,
+        REAL *restrict dxp, REAL *restrict du) {
     (void)unused;
     FLUSH_DENORMALS;
     const int w = 4 * n;
@@ -121,4 +131,14 @@ void NAME(lstm_backward)(int B, int T, int n, int b0, int b1, const REAL *restri
     }
     free(buf);
     RESTORE_DENORMALS;
+}
+
+void NAME(lstm_backward)(int B, int T, int n, int b0, int b1, const REAL *restrict grad, const REAL *restrict hs,
+                         const REAL *restrict gates, const REAL *restrict cs, const REAL *restrict unused,
+                         const REAL *restrict m, int relu, const REAL *restrict ut, REAL *restrict dxp,
+                         REAL *restrict du) {
+    if (n == 32)
+        lstm_backward_body(B, T, 32, b0, b1, grad, hs, gates, cs, unused, m, relu, ut, dxp, du);
+    else
+        lstm_backward_body(B, T, n, b0, b1, grad, hs, gates, cs, unused, m, relu, ut, dxp, du);
 }
