@@ -30,6 +30,20 @@ def book_5_2_model(keras, models, layers):
     return model
 
 
+IMDB_SEQUENCE = {  # book 6.2-6.3 on 500-word reviews: Embedding(10000, 32) -> this -> Dense(1, sigmoid)
+    "imdb_lstm": lambda layers: layers.LSTM(32),
+    "imdb_simplernn": lambda layers: layers.SimpleRNN(32),
+    "imdb_bilstm": lambda layers: layers.Bidirectional(layers.LSTM(32)),  # on the reversed reviews, as the notebook
+}
+JENA = {  # book 6.3's recurrent layers before Dense(1), fed by the book's generator
+    "jena_gru": lambda layers: [layers.GRU(32)],
+    "jena_gru_dropout": lambda layers: [layers.GRU(32, dropout=0.2, recurrent_dropout=0.2)],
+    "jena_gru_stacked": lambda layers: [layers.GRU(32, dropout=0.1, recurrent_dropout=0.5, return_sequences=True),
+                                        layers.GRU(64, activation="relu", dropout=0.1, recurrent_dropout=0.5)],
+    "jena_bigru": lambda layers: [layers.Bidirectional(layers.GRU(32))],
+}  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     tasks = [
@@ -39,10 +53,8 @@ def main() -> None:
         "boston_fold",
         "cats_dogs_scratch",
         "cats_dogs_scratch_flow",
-        "imdb_lstm",
-        "imdb_lstm_torch",
-        "jena_gru",
-        "jena_gru_torch",
+        *IMDB_SEQUENCE,
+        *JENA,
         "nietzsche_char_lstm",
     ]
     parser.add_argument("--task", choices=tasks, required=True)
@@ -130,15 +142,15 @@ def main() -> None:
         model.fit(flows["train"], steps_per_epoch=100, epochs=args.epochs or 30, validation_data=flows["validation"],
                   validation_steps=50, verbose=0, callbacks=[EpochTimes()])  # fmt: skip
         test_loss, test_acc = model.evaluate(flows["test"], steps=50, verbose=0)
-    elif args.task.startswith("imdb_lstm"):  # book 6.2: Embedding(10000, 32) -> LSTM(32) -> Dense(1)
+    elif args.task in IMDB_SEQUENCE:  # book 6.2-6.3: Embedding(10000, 32) -> recurrent layer -> Dense(1)
         input_train, y_train = d["x_train"], d["y_train"].astype("float32")
-        model = models.Sequential([keras.Input((500,)), layers.Embedding(10000, 32), layers.LSTM(32),
+        model = models.Sequential([keras.Input((500,)), layers.Embedding(10000, 32), IMDB_SEQUENCE[args.task](layers),
                                    layers.Dense(1, activation="sigmoid")])  # fmt: skip
         model.compile(optimizer="rmsprop", loss="binary_crossentropy", metrics=["acc"])
         model.fit(input_train, y_train, epochs=args.epochs or 10, batch_size=128, validation_split=0.2, verbose=0,
                   callbacks=[EpochTimes()])  # fmt: skip
         test_loss, test_acc = model.evaluate(d["x_test"], d["y_test"].astype("float32"), batch_size=1024, verbose=0)
-    elif args.task.startswith("jena_gru"):  # book 6.3: GRU(32) -> Dense(1), the book's generator verbatim
+    elif args.task in JENA:  # book 6.3: recurrent layers -> Dense(1), the book's generator verbatim
         from book_generator import generator  # bench/book_generator.py
 
         float_data = d["float_data"]  # normalised with the training rows' statistics, as dlwp's
@@ -149,7 +161,8 @@ def main() -> None:
                               batch_size=batch_size)  # fmt: skip
         val_gen = generator(float_data, lookback, delay, v0, v1 - delay, step=step, batch_size=batch_size)
         val_steps = (v1 - delay - v0 - lookback) // batch_size
-        model = models.Sequential([keras.Input((None, float_data.shape[-1])), layers.GRU(32), layers.Dense(1)])
+        model = models.Sequential([keras.Input((None, float_data.shape[-1])), *JENA[args.task](layers),
+                                   layers.Dense(1)])  # fmt: skip
         model.compile(optimizer=keras.optimizers.RMSprop(), loss="mae")
         history = model.fit(train_gen, steps_per_epoch=int(d["steps_per_epoch"]), epochs=args.epochs or 20,
                             validation_data=val_gen, validation_steps=val_steps, verbose=0,

@@ -40,11 +40,16 @@ DLWP = {"mnist_dense": ["task=mnist_dense"], "mnist_convnet": ["task=mnist_convn
         "imdb_lstm_torch": ["task=imdb_lstm", "model.layers.1.impl=torch"],
         # the Keras-exact cell's loop compiled (`compile: true`); its compile time is in the first epoch
         "imdb_lstm_compiled": ["task=imdb_lstm", "+model.layers.1.compile=true"],
+        "imdb_simplernn": ["task=imdb_simplernn"],  # torch ops: no native loop for the SimpleRNN
+        "imdb_bilstm": ["task=imdb_bilstm"],
         # book 6.3's GRU on the partial Jena copy, 500 steps x 128 per epoch as the book's fit_generator
         # (dlwp's Keras-exact GRU runs its loops in C, `native: true`; `_eager` runs them in torch ops)
         "jena_gru": ["task=jena_gru", "data=jena_partial", "data.steps_per_epoch=500"],
         "jena_gru_eager": ["task=jena_gru", "data=jena_partial", "data.steps_per_epoch=500",
                            "+model.layers.0.native=false"],
+        "jena_gru_dropout": ["task=jena_gru_dropout", "data=jena_partial", "data.steps_per_epoch=500"],
+        "jena_gru_stacked": ["task=jena_gru_stacked", "data=jena_partial", "data.steps_per_epoch=500"],
+        "jena_bigru": ["task=jena_bigru", "data=jena_partial", "data.steps_per_epoch=500"],
         "jena_gru_torch": ["task=jena_gru", "data=jena_partial", "data.steps_per_epoch=500",
                            "model.layers.0.impl=torch"],
         "jena_gru_compiled": ["task=jena_gru", "data=jena_partial", "data.steps_per_epoch=500",
@@ -85,17 +90,17 @@ def export(task: str, data_dir: Path, out: Path) -> Path:
             arrays[f"{split}_len"] = (x.numpy() >= 0).sum(1)
             arrays[f"y_{split}"] = y.numpy()
         np.savez(path, **arrays)
-    elif task.startswith("imdb_lstm"):  # the padded sequences dlwp trains on (last 500 words)
+    elif task in ("imdb_lstm", "imdb_simplernn", "imdb_bilstm"):  # the padded sequences dlwp trains on
         from dlwp.data.imdb import IMDBDataModule
 
-        imdb = data_dir / "imdb"
+        imdb = data_dir / "imdb"  # the last 500 words; imdb_bilstm's reviews reversed first, as its config says
         dm = IMDBDataModule(word_index=str(imdb / "imdb_word_index.json"), reviews=str(imdb / "aclImdb_v1.tar.gz"),
-                            encoding="sequence", maxlen=500)  # fmt: skip
+                            encoding="sequence", maxlen=500, reverse=task == "imdb_bilstm")  # fmt: skip
         dm.setup()
         np.savez(
             path, **{f"{k}_{s}": t.numpy() for s in ("train", "test") for k, t in zip("xy", dm.splits[s], strict=True)}
         )
-    elif task.startswith("jena_gru"):  # dlwp's normalised array and split rows; Keras runs the book's generator
+    elif task.startswith("jena_"):  # dlwp's normalised array and split rows; Keras runs the book's generator
         from dlwp.data.jena import JenaDataModule
 
         dm = JenaDataModule(path=str(data_dir / "jena_climate/jena_climate_2009-01-01_2009-05-19_partial.csv.gz"),

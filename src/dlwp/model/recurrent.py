@@ -256,7 +256,7 @@ class Recurrent(nn.Module):
             of compiling that inductor caches on disk (`dlwp.model.fused_loop`; a C++ compiler on CPUs).
         native: the Keras GRU's and LSTM's loops, forward and backward, in C on CPUs
             (`dlwp.model.native_rnn`, built on first use by the system's C compiler in under a
-            second): x2.3 the torch ops' speed for a whole Jena GRU epoch on 2 cores, the same
+            second): x3.3 the torch ops' speed for a whole Jena GRU epoch on 2 cores, the same
             values up to float rounding. Where it does not pay or apply, torch ops run: a
             recurrent kernel over 48 KB (an LSTM over 55 units, a GRU over 64), GPUs, 16-bit
             tensors, `compile: true`, SimpleRNN, no C compiler. False: torch ops everywhere (how
