@@ -25,6 +25,8 @@ from markdown_block import block_rows, write_block  # bench/markdown_block.py
 
 HERE = Path(__file__).resolve().parent
 KERAS_PY = HERE / ".venv-keras" / "bin" / "python"
+JENA_BOOK = ["data=jena_partial", "data.steps_per_epoch=500"]
+"""The partial Jena copy, 500 steps of 128 an epoch, as the book's fit_generator."""
 DLWP = {"mnist_dense": ["task=mnist_dense"], "mnist_convnet": ["task=mnist_convnet"], "imdb_dense": ["task=imdb_dense"],
         "boston_fold": ["task=boston_kfold", "kfold.k=0", "data.num_folds=4", "data.fold=0",
                         "data.batch_size=1"],
@@ -44,16 +46,13 @@ DLWP = {"mnist_dense": ["task=mnist_dense"], "mnist_convnet": ["task=mnist_convn
         "imdb_bilstm": ["task=imdb_bilstm"],
         # book 6.3's GRU on the partial Jena copy, 500 steps x 128 per epoch as the book's fit_generator
         # (dlwp's Keras-exact GRU runs its loops in C, `native: true`; `_eager` runs them in torch ops)
-        "jena_gru": ["task=jena_gru", "data=jena_partial", "data.steps_per_epoch=500"],
-        "jena_gru_eager": ["task=jena_gru", "data=jena_partial", "data.steps_per_epoch=500",
-                           "+model.layers.0.native=false"],
-        "jena_gru_dropout": ["task=jena_gru_dropout", "data=jena_partial", "data.steps_per_epoch=500"],
-        "jena_gru_stacked": ["task=jena_gru_stacked", "data=jena_partial", "data.steps_per_epoch=500"],
-        "jena_bigru": ["task=jena_bigru", "data=jena_partial", "data.steps_per_epoch=500"],
-        "jena_gru_torch": ["task=jena_gru", "data=jena_partial", "data.steps_per_epoch=500",
-                           "model.layers.0.impl=torch"],
-        "jena_gru_compiled": ["task=jena_gru", "data=jena_partial", "data.steps_per_epoch=500",
-                              "+model.layers.0.compile=true"],
+        "jena_gru": ["task=jena_gru", *JENA_BOOK],
+        "jena_gru_eager": ["task=jena_gru", *JENA_BOOK, "+model.layers.0.native=false"],
+        "jena_gru_dropout": ["task=jena_gru_dropout", *JENA_BOOK],
+        "jena_gru_stacked": ["task=jena_gru_stacked", *JENA_BOOK],
+        "jena_bigru": ["task=jena_bigru", *JENA_BOOK],
+        "jena_gru_torch": ["task=jena_gru", *JENA_BOOK, "model.layers.0.impl=torch"],
+        "jena_gru_compiled": ["task=jena_gru", *JENA_BOOK, "+model.layers.0.compile=true"],
         # book 8.1's char-LSTM on the whole corpus; the per-epoch sampling is off on both sides
         "nietzsche_char_lstm": ["task=nietzsche_char_lstm", "callbacks.samples.enabled=false"],
         "nietzsche_char_lstm_compiled": ["task=nietzsche_char_lstm", "callbacks.samples.enabled=false",
