@@ -84,6 +84,71 @@ def test_cifar10_block_networks_learn(task, tmp_path):
     assert rec["data"]["sizes"]["test"] > 0 and "test/acc" in rec["metrics"]["final"]
 
 
+def test_cifar10_resnet_augmented_learns_and_shows_its_augmentation(tmp_path):
+    """The residual net's full-training recipe (shift/flip augmentation, cosine decay) on the
+    synthetic CIFAR-10: it learns, the rate decays to 0 over the run, and the run holds the
+    augmentation figure."""
+    dlwp("train", "task=cifar10_resnet_augmented", "data.source=synthetic", "data.test_size=200",
+         "data.val_size=200", "data.subset=500", "trainer.max_epochs=4", "data.batch_size=16",
+         "model.batch_norm=torch", runs=tmp_path)  # fmt: skip
+    (run_dir,) = run_dirs(tmp_path, "cifar10_resnet_augmented")
+    rec, rows = record(run_dir), metric_rows(run_dir)
+    assert rows[-1]["train/loss"] < rows[0]["train/loss"]
+    assert rec["metrics"]["best"]["val/acc"]["value"] > rec["baselines"]["majority_acc"] + 0.3
+    assert rec["augmentation_figure"] == "augmentation.png" and (run_dir / "augmentation.png").stat().st_size > 10_000
+    lrs = [row["lr/main"] for row in rows]
+    assert lrs[0] == pytest.approx(1e-3) and lrs == sorted(lrs, reverse=True) and lrs[-1] < 0.2e-3, lrs
+    assert "lr/main" not in rec["metrics"]["best"], "a rate is not a metric with a best epoch"
+
+
+def test_batch_shift_flip_moves_each_image_as_the_per_image_augmentation_does():
+    """The in-memory (whole-batch) augmentation and the per-image one of image folders give the
+    same pixels for the same draws: shifts with the nearest pixel as fill, then the flip."""
+    from dlwp.data.images import BatchShiftFlip, random_shift_flip
+
+    images = torch.randint(0, 256, (6, 3, 8, 10), dtype=torch.uint8)
+    augment = BatchShiftFlip(0.25, hflip=True)
+    seeds = range(6)
+    uniforms = torch.stack([torch.cat([torch.rand(2, generator=g), torch.rand(1, generator=g)])
+                            for g in (torch.Generator().manual_seed(s) for s in seeds)])  # fmt: skip
+    batch = augment(images, uniforms)
+    for i, s in enumerate(seeds):
+        one, _ = random_shift_flip((images[i], 0), torch.Generator().manual_seed(s), 0.25, True)
+        assert torch.equal(batch[i], one), i
+    assert not torch.equal(batch, images) and batch.dtype == torch.uint8
+    assert torch.equal(BatchShiftFlip(0.0, hflip=False)(images, uniforms), images)
+    with pytest.raises(ConfigError, match=r"data.shift is a fraction of the image size in \[0, 1\), got 4"):
+        BatchShiftFlip(4, hflip=False)
+
+
+def test_in_memory_augmentation_is_a_function_of_seed_epoch_and_position_on_any_number_of_ranks():
+    """Each epoch draws new shifts; the same epoch draws the same ones again (a resumed run); two
+    DDP ranks together augment exactly the samples one process does; evaluation batches are not
+    augmented."""
+    from dlwp.data.batches import TensorBatches
+    from dlwp.data.images import BatchShiftFlip
+
+    x = torch.randint(0, 256, (40, 3, 8, 8), dtype=torch.uint8)
+    split = (x, torch.arange(40))
+    augment = BatchShiftFlip(0.25, hflip=True)
+
+    def epoch(k, rank=0, world_size=1, augmented=True):
+        batches = TensorBatches(split, 10, shuffle=True, seed=3, rank=rank, world_size=world_size,
+                                augment=augment if augmented else None)  # fmt: skip
+        batches.sampler.set_epoch(k)
+        return list(batches)
+
+    first, again, second = epoch(0), epoch(0), epoch(1)
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(first, again, strict=True))
+    assert not all(torch.equal(a[0], b[0]) for a, b in zip(first, second, strict=True))
+    plain = epoch(0, augmented=False)
+    assert all(torch.equal(a[1], b[1]) for a, b in zip(first, plain, strict=True)), "the same samples in order"
+    assert not all(torch.equal(a[0], b[0]) for a, b in zip(first, plain, strict=True))
+    ranks = [epoch(0, rank, 2) for rank in (0, 1)]
+    for one, zero, one_rank in zip(first, *ranks, strict=True):
+        assert torch.equal(one[0], torch.cat([zero[0], one_rank[0]])), "rank parts of the same draws"
+
+
 # -- shared weights (7.1.5-7.1.6) ------------------------------------------------------------------
 
 

@@ -224,7 +224,7 @@ LOWER_IS_BETTER = ("loss", "mae", "mse", "rmse", "error")
 def best_of(history: list[dict[str, float]]) -> dict[str, dict[str, float]]:
     """For each `stage/metric` in the per-epoch history: its best value and the epoch it came at."""
     best: dict[str, dict[str, float]] = {}
-    keys = {k for row in history for k in row if "/" in k and not k.startswith("time/")}
+    keys = {k for row in history for k in row if "/" in k and not k.startswith(("time/", "lr/"))}
     for key in sorted(keys):
         rows = [r for r in history if key in r and math.isfinite(r[key])]  # a NaN is never a best
         if not rows:

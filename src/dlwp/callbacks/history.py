@@ -38,7 +38,7 @@ class EpochHistory(Callback):
             return
         row: dict[str, Any] = {"epoch": trainer.current_epoch + 1}
         for key, value in sorted(trainer.callback_metrics.items()):
-            if key.startswith(("train/", "val/", "quality/")):
+            if key.startswith(("train/", "val/", "quality/", "lr/")):  # lr/<optimiser>: a scheduled rate
                 row[key] = round(float(value), 7)
         row["time/epoch_s"] = round(time.perf_counter() - self._t0, 4)
         self.rows = [r for r in self.rows if r["epoch"] < row["epoch"]] + [row]

@@ -22,7 +22,8 @@ import numpy as np
 import torch
 
 from dlwp.data import tree
-from dlwp.data.batches import Batch, GroupedBatches, TensorBatches
+from dlwp.data.batches import Batch, BatchAugment, GroupedBatches, TensorBatches, augment_draws
+from dlwp.data.figures import augmentation_figure
 from dlwp.errors import ConfigError, DataMissingError
 
 Split = Batch
@@ -279,6 +280,10 @@ class InMemoryDataModule(BookDataModule):
     """Optionally a method applied to each whole batch of every split, for datasets stored in a
     compact encoding (e.g. word indices -> multi-hot). It decodes; it must not be random."""
 
+    train_augment: BatchAugment | None = None
+    """Optionally a random transform of each training batch's inputs (augmentation), applied
+    before `batch_transform`; never to validation or test batches."""
+
     # -- split operations ----------------------------------------------------------------------
     def split_size(self, split: Split) -> int:
         return tree.length(split[1])
@@ -318,7 +323,21 @@ class InMemoryDataModule(BookDataModule):
         samples = self.steps_per_epoch * batch_size if train and self.steps_per_epoch else None
         return TensorBatches(self._tensors(split), batch_size, train and self.shuffle, self.seed, self.batch_transform,
                              rank=rank, world_size=world_size, short_last="drop" if train else "merge",
-                             samples_per_epoch=samples)  # fmt: skip
+                             samples_per_epoch=samples, augment=self.train_augment if train else None)  # fmt: skip
+
+    def save_examples(self, path: Path, images: int = 4, draws: int = 4) -> Path | None:
+        """A figure of the training augmentation (book figure 5.11): the first `images` training
+        images as stored, then `draws` augmented versions (each as a batch of epoch 0, 1, ...
+        at the epoch's first position would draw it). None without augmentation."""
+        if self.train_augment is None:
+            return None
+        stored = self.split_take(self.splits["train"], slice(0, images))
+        n, augment = len(stored[1]), self.train_augment
+        shown = [stored[0]] + [augment(stored[0], augment_draws(self.seed, epoch, 0, n, augment.draws))
+                               for epoch in range(draws)]  # fmt: skip
+        if self.batch_transform is not None:
+            shown = [self.batch_transform((x, stored[1]))[0] for x in shown]
+        return augmentation_figure(path, [[x[i] for x in shown] for i in range(n)])
 
     def train_dataloader(self) -> TensorBatches | GroupedBatches:
         batches = self._loader("train", train=True)

@@ -26,7 +26,7 @@ once.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Literal
+from typing import Literal, Protocol
 
 import torch
 
@@ -156,6 +156,10 @@ class TensorBatches:
     the module docstring); `short_last` says what a last batch smaller than `world_size` becomes.
     `samples_per_epoch`: Keras' `steps_per_epoch` x batch size, drawn from successive permutations.
     With `world_size=1` the batches are exactly the single-process ones.
+    `augment`: a random transform of each batch's inputs (training augmentation, before
+    `transform`), called with the batch's `augment.draws` uniforms per sample. They are drawn per
+    global batch from `(seed, epoch, position)`, and each rank takes its own rows: a run resumed at
+    epoch k, or split over W processes, sees the same augmented samples as one uninterrupted run.
     """
 
     def __init__(
@@ -170,13 +174,14 @@ class TensorBatches:
         world_size: int = 1,
         short_last: Literal["drop", "merge"] = "drop",
         samples_per_epoch: int | None = None,
+        augment: BatchAugment | None = None,
     ) -> None:
         inputs, targets = split
         n = tree.length(inputs)
         if tree.length(targets) != n:
             raise ValueError(f"inputs and targets differ in length: {n} and {tree.length(targets)}")
         self.split = (inputs, targets)
-        self.transform = transform
+        self.transform, self.augment, self.seed = transform, augment, seed
         self.plan = BatchPlan(n, batch_size, shuffle, seed, rank=rank, world_size=world_size, short_last=short_last,
                               samples_per_epoch=samples_per_epoch)  # fmt: skip
         self.sampler = self.plan.order  # Lightning calls sampler.set_epoch(epoch)
@@ -195,11 +200,37 @@ class TensorBatches:
     def __iter__(self) -> Iterator[Batch]:
         inputs, targets = self.split
         device = tree.tensors(inputs)[0].device
-        for index in self.plan.slices():  # the order is drawn on the CPU: the same wherever the data lives
+        epoch = self.plan.order.epoch
+        # the order is drawn on the CPU: the same wherever the data lives
+        for (first, stop), (_, index) in zip(self.plan.bounds(), self.plan.batches(epoch), strict=True):
             if isinstance(index, torch.Tensor) and index.device != device:
                 index = index.to(device)
             batch = (tree.take(inputs, index), tree.take(targets, index))
+            if self.augment is not None:
+                batch = (self.augment(batch[0], self._uniforms(epoch, first, stop)), batch[1])
             yield self.transform(batch) if self.transform else batch
+
+    def _uniforms(self, epoch: int, first: int, stop: int) -> torch.Tensor:
+        """This rank's rows of the augmentation draws of the global batch [first, stop)."""
+        draws = augment_draws(self.seed, epoch, first, stop - first, self.augment.draws)
+        lo, hi = self.plan.part(first, stop)
+        return draws[lo - first : hi - first]
+
+
+class BatchAugment(Protocol):
+    """A random transform of a whole batch of inputs (e.g. `dlwp.data.images.BatchShiftFlip`)."""
+
+    draws: int
+    """Uniforms in [0, 1) it needs per sample."""
+
+    def __call__(self, inputs: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor: ...
+
+
+def augment_draws(seed: int, epoch: int, position: int, size: int, draws: int) -> torch.Tensor:
+    """`[size, draws]` uniforms for the global batch of `size` samples that starts at `position`
+    of epoch `epoch`'s order: a distinct 63-bit generator seed per (run seed, epoch, position)."""
+    gen = torch.Generator().manual_seed((seed * 1_000_003 + epoch * 7_919 + position * 104_729 + 54_321) % (2**63 - 1))
+    return torch.rand(size, draws, generator=gen)
 
 
 class BatchGroup(list):

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from dlwp.data.base import InMemoryDataModule, Split
+from dlwp.data.images import BatchShiftFlip
 from dlwp.errors import ConfigError, DataMissingError
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
@@ -38,15 +39,20 @@ class CIFAR10DataModule(InMemoryDataModule):
             this order; None: all ten.
         test_size: the training archive has no test split: hold out its last `test_size` images
             as one (classes interleaved, so balanced), before `val_size` takes its own.
+        shift: training augmentation: random shifts of up to this fraction of the height and
+            width, nearest-pixel fill (Keras' `width/height_shift_range`), drawn per image.
+        hflip: training augmentation: random horizontal flips (Keras' `horizontal_flip`).
         **kwargs: see `InMemoryDataModule`.
     """
 
     dataset = "cifar10"
 
     def __init__(self, python_tar: str, jpeg_tar: str, classes: list[str] | None = None, test_size: int = 0,
-                 **kwargs) -> None:  # fmt: skip
+                 shift: float = 0.0, hflip: bool = False, **kwargs) -> None:  # fmt: skip
         super().__init__(**kwargs)
         self.test_size = test_size
+        augment = BatchShiftFlip(shift, hflip)
+        self.train_augment = augment if augment.active else None
         self.python_tar, self.jpeg_tar = Path(python_tar), Path(jpeg_tar)
         unknown = [c for c in classes or [] if c not in CLASSES]
         if unknown:

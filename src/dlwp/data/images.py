@@ -83,6 +83,41 @@ def random_shift_flip(sample: Sample, generator: torch.Generator, shift: float, 
     return image, target
 
 
+class BatchShiftFlip:
+    """`random_shift_flip` for a whole batch `[B, C, H, W]` at once (in-memory images, e.g. CIFAR-10):
+    one gather instead of B small copies, on whatever device the batch lives. Each image's shift
+    and flip come from its own row of `draws` uniforms, which `dlwp.data.batches.TensorBatches`
+    draws per global batch from `(seed, epoch, position)`: the same images on 1 or W processes."""
+
+    draws = 3
+    """Uniforms per image: row shift, column shift, flip."""
+
+    def __init__(self, shift: float, hflip: bool) -> None:
+        if not 0 <= shift < 1:
+            raise ConfigError(f"data.shift is a fraction of the image size in [0, 1), got {shift}")
+        self.shift, self.hflip = shift, hflip
+
+    @property
+    def active(self) -> bool:
+        return self.shift > 0 or self.hflip
+
+    def __call__(self, images: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
+        b, _, h, w = images.shape
+        u = uniforms.to(images.device)
+        rows = torch.arange(h, device=images.device).expand(b, h)
+        cols = torch.arange(w, device=images.device).expand(b, w)
+        if self.shift > 0:  # the same rounding and nearest-pixel fill as `random_shift_flip`
+            dy = ((u[:, 0] * 2 - 1) * self.shift * h).round().long()
+            dx = ((u[:, 1] * 2 - 1) * self.shift * w).round().long()
+            rows = (rows - dy[:, None]).clamp(0, h - 1)
+            cols = (cols - dx[:, None]).clamp(0, w - 1)
+        if self.hflip:
+            cols = torch.where((u[:, 2] < 0.5)[:, None], cols.flip(-1), cols)
+        batch = torch.arange(b, device=images.device)[:, None, None]
+        out = images.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]]  # [B, H, W, C]
+        return out.permute(0, 3, 1, 2).contiguous()
+
+
 class ImageFolderDataModule(StreamingDataModule):
     """Class-folder image datasets, read and decoded per sample (book chapter 5).
 

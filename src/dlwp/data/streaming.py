@@ -22,6 +22,7 @@ from dlwp import compat
 from dlwp.data import tree
 from dlwp.data.base import BookDataModule
 from dlwp.data.batches import BatchPlan
+from dlwp.data.figures import augmentation_figure
 
 Sample = tuple[tree.Part, tree.Part]
 """`(inputs, targets)` of one sample: tensors without the batch dimension, or dicts of them."""
@@ -193,29 +194,17 @@ class StreamingDataModule(BookDataModule):
         them. None when there is no augmentation (or no matplotlib)."""
         if self.train_transform is None:
             return None
-        try:
-            from matplotlib.backends.backend_agg import FigureCanvasAgg
-            from matplotlib.figure import Figure
-        except ImportError:
-            return None
         dataset = EpochSamples(self.splits["train"], self.seed, self.train_transform)
         plain = EpochSamples(self.splits["train"], self.seed)
-        fig = Figure(figsize=(2 * (draws + 1), 2 * images), dpi=100)
-        FigureCanvasAgg(fig)
+        rows = []
         for row in range(min(images, len(dataset))):
             shown = [plain[(0, 0, row)]] + [dataset[(epoch, 0, row)] for epoch in range(draws)]
-            for col, (sample, _) in enumerate(shown):
-                if self.batch_transform is not None:
-                    sample = self.batch_transform((sample.unsqueeze(0), None))[0][0]
-                ax = fig.add_subplot(images, draws + 1, row * (draws + 1) + col + 1)
-                image = sample.float().permute(1, 2, 0).squeeze(-1).clamp(0, 1).numpy()
-                ax.imshow(image, cmap="gray" if image.ndim == 2 else None)
-                ax.set_axis_off()
-                ax.set_title("stored" if col == 0 else f"epoch {col - 1}", fontsize=8)
-        fig.suptitle("Training augmentation, per image (book figure 5.11)")
-        fig.tight_layout()
-        fig.savefig(path)
-        return path
+            if self.batch_transform is not None:
+                shown = [self.batch_transform((sample.unsqueeze(0), None))[0][0] for sample, _ in shown]
+            else:
+                shown = [sample for sample, _ in shown]
+            rows.append(shown)
+        return augmentation_figure(path, rows)
 
     def val_dataloader(self) -> DataLoader | list:
         return self._loader("val", train=False) if "val" in self.splits else []
