@@ -49,6 +49,7 @@ TASKS: dict[str, tuple[str, list[str]]] = {
     "imdb_multi_output_conv1d": ("imdb", []),
     "mnist_siamese": ("mnist", []),
     "cifar10_resnet": ("cifar10", []),
+    "cifar10_resnet_augmented": ("cifar10", []),
     "cifar10_inception": ("cifar10", []),
     "cifar10_separable": ("cifar10", []),
     "nietzsche_char_lstm": ("nietzsche", ["model.layers.1.impl=torch"]),

@@ -69,7 +69,7 @@ def write_run(
             writer.writerows(rows)
     if status == "completed" and rows:
         best = {}
-        for key in (k for k in rows[0] if "/" in k and not k.startswith("time/")):
+        for key in (k for k in rows[0] if "/" in k and not k.startswith(("time/", "lr/"))):  # as record.best_of
             pick = min if key.endswith(("loss", "mae")) else max
             row = pick(rows, key=lambda r, k=key: r[k])
             best[key] = {"value": row[key], "epoch": row["epoch"]}
@@ -151,6 +151,19 @@ def test_classification_run_gets_book_figures_and_summary(tmp_path):
     assert "time/epoch_s" not in text
     assert "![loss](loss.png)" in text and "![acc](acc.png)" in text
     assert "dlwp train task=mnist_dense seed=42" in text
+
+
+def test_a_scheduled_rate_gets_a_figure_of_its_own(tmp_path):
+    rows = classification_rows()
+    for row, lr in zip(rows, (1e-3, 1e-3, 1e-4, 1e-4, 1e-5), strict=True):
+        row["lr/main"] = lr  # metrics.csv as a plateau schedule leaves it
+    run_dir = write_run(tmp_path / "run", rows)
+    text = report.report(run_dir).read_text()
+    out = run_dir / "report"
+    assert sorted(p.name for p in out.glob("*.png")) == ["acc.png", "loss.png", "lr.png"]
+    assert_png(out / "lr.png", "blue")
+    assert "![lr](lr.png)" in text
+    assert "| lr/main | 1e-05 | – | – |" in text, "the last epoch's rate, legible, and no best epoch for it"
 
 
 def test_regression_run_plots_mae_with_the_book_line(tmp_path):

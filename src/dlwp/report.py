@@ -313,6 +313,16 @@ def plot_run(run: Run, out: Path, title_suffix: str = "") -> list[Path]:
         _draw_reference(ax, run.reference, metric)
         title = f"{' and '.join(drawn).capitalize()} {name}{title_suffix}"
         paths.append(_save(fig, ax, title, metric, figure_file(out, metric)))
+    rates = sorted({k for row in run.history or [] for k in row if k.startswith("lr/")})
+    if rates:  # a scheduled rate (lr/<optimiser>): what the curves above were trained with
+        fig, ax = _axes()
+        for key in rates:
+            epochs, values = series(run.history or [], key)
+            ax.plot(epochs, values, "b.-" if len(rates) == 1 else ".-", label=key)
+        if min(v for k in rates for v in series(run.history or [], k)[1]) > 0:
+            ax.set_yscale("log")  # a plateau schedule's steps of x0.1, a decay to near 0: all legible
+        paths.append(_save(fig, ax, f"Learning rate each epoch trains with{title_suffix}", "learning rate",
+                           figure_file(out, "lr")))  # fmt: skip
     return paths
 
 
@@ -404,7 +414,7 @@ def _sweep_families(runs: list[Run]) -> list[str]:
 
 def _num(value: Any) -> str:
     if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-        return f"{value:.4f}"
+        return f"{value:.4f}" if value == 0 or abs(value) >= 1e-3 else f"{value:.3g}"  # a decayed rate: 2.7e-06
     return "–"
 
 
