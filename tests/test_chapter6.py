@@ -208,7 +208,9 @@ def test_native_loops_match_torch_ops_and_ignore_the_thread_count(kind, recurren
         runs.append(_run_layer(layer, x, threads))
     for i, (one, two, ref) in enumerate(zip(*runs, strict=True)):
         assert i not in (0, 3) or torch.equal(one, two)  # out, x, kernel, recurrent kernel, bias
-        torch.testing.assert_close(one, two, rtol=1e-5, atol=1e-5)
+        # the kernel's gradient sums 2,000 products in torch's matmul, in an order that follows the
+        # thread count: on an AVX-512 host 1 and 2 threads differ by up to 3e-5 relative
+        torch.testing.assert_close(one, two, rtol=1e-4, atol=1e-4)
         torch.testing.assert_close(one, ref, rtol=1e-4, atol=1e-4)
 
 
