@@ -70,22 +70,20 @@ def decode(path: Path, size: tuple[int, int] | None, interpolation: str, color_m
 
 def random_shift_flip(sample: Sample, generator: torch.Generator, shift: float, hflip: bool) -> Sample:
     """Keras-style `width/height_shift_range` (a fraction of the size, nearest-pixel fill) and
-    `horizontal_flip`, drawn for this one image from `generator`."""
+    `horizontal_flip`, drawn for this one image from `generator`: `BatchShiftFlip` on a batch of one."""
     image, target = sample
+    uniforms = torch.zeros(1, BatchShiftFlip.draws)
     if shift > 0:
-        _, h, w = image.shape
-        dy, dx = ((torch.rand(2, generator=generator) * 2 - 1) * shift * torch.tensor([h, w])).round().long().tolist()
-        rows = (torch.arange(h) - dy).clamp(0, h - 1)
-        cols = (torch.arange(w) - dx).clamp(0, w - 1)
-        image = image[:, rows][:, :, cols]
-    if hflip and bool(torch.rand(1, generator=generator) < 0.5):
-        image = image.flip(-1)
-    return image, target
+        uniforms[0, :2] = torch.rand(2, generator=generator)
+    if hflip:
+        uniforms[0, 2] = torch.rand(1, generator=generator)
+    return BatchShiftFlip(shift, hflip)(image[None], uniforms)[0], target
 
 
 class BatchShiftFlip:
-    """`random_shift_flip` for a whole batch `[B, C, H, W]` at once (in-memory images, e.g. CIFAR-10):
-    one gather instead of B small copies, on whatever device the batch lives. Each image's shift
+    """Keras-style shifts (nearest-pixel fill), then horizontal flips, of a whole batch `[B, C, H, W]`
+    at once (in-memory images, e.g. CIFAR-10): one gather, on whatever device the batch lives
+    (`random_shift_flip` is a batch of one). Each image's shift
     and flip come from its own row of `draws` uniforms, which `dlwp.data.batches.TensorBatches`
     draws per global batch from `(seed, epoch, position)`: the same images on 1 or W processes."""
 

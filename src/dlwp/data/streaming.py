@@ -198,11 +198,9 @@ class StreamingDataModule(BookDataModule):
         plain = EpochSamples(self.splits["train"], self.seed)
         rows = []
         for row in range(min(images, len(dataset))):
-            shown = [plain[(0, 0, row)]] + [dataset[(epoch, 0, row)] for epoch in range(draws)]
+            shown = [plain[(0, 0, row)][0]] + [dataset[(epoch, 0, row)][0] for epoch in range(draws)]
             if self.batch_transform is not None:
-                shown = [self.batch_transform((sample.unsqueeze(0), None))[0][0] for sample, _ in shown]
-            else:
-                shown = [sample for sample, _ in shown]
+                shown = [self.batch_transform((image.unsqueeze(0), None))[0][0] for image in shown]
             rows.append(shown)
         return augmentation_figure(path, rows)
 
