@@ -87,6 +87,8 @@ def run_task(task: str, extra: list[str], args, runs: Path, seconds: float, log)
         overrides.append(f"trainer.precision={args.precision}")
     if args.subset:
         overrides.append(f"data.subset={args.subset}")
+    if args.compile:
+        overrides.append(f"trainer.compile={args.compile}")
     cmd = [sys.executable, "-m", "dlwp.cli", "train", *overrides]
     t0 = time.perf_counter()
     try:
@@ -169,6 +171,12 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=2, help="epochs trained per task (>= 2: one after the first)")
     parser.add_argument("--budget", type=float, default=480, help="seconds for all tasks together")
     parser.add_argument("--precision", default=None, help="e.g. bf16-mixed (default: the task's own)")
+    parser.add_argument(
+        "--compile",
+        default=None,
+        choices=["default", "reduce_overhead", "max_autotune"],
+        help="trainer.compile for every task (its compile time lands in the first epoch)",
+    )
     parser.add_argument("--subset", type=int, default=None, help="data.subset: rehearsals only")
     parser.add_argument("--rehearse-on-cpu", action="store_true", help="trainer=cpu: check the plumbing here")
     parser.add_argument("--write", type=Path, default=None, help="refresh the generated block of this markdown file")

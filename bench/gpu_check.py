@@ -6,7 +6,8 @@
 Runs, each a fresh process with the book's settings (5 epochs, batch 128, seed 42): the
 hand-written loop (bench/raw_loop.py) with its data in GPU memory; `dlwp train` in fp32 twice
 (same seed: are the metrics identical?), in fp32 with the data in host memory
-(`data.device_resident=false`), in fp32 without deterministic algorithms, in bf16-mixed, under
+(`data.device_resident=false`), in fp32 without deterministic algorithms, compiled with CUDA graphs
+(`trainer.compile=reduce_overhead`, with and without deterministic algorithms), in bf16-mixed, under
 DDP with one GPU, and in bf16-mixed at batch 2048 (throughput only: fewer steps, so not the
 book's accuracy). Reports epoch time (median, first epoch not counted), samples per second, test
 accuracy, start-up and peak GPU memory, one line per figure; writes `gpu_check.json` and
@@ -36,6 +37,12 @@ DLWP_RUNS = {  # label -> overrides of `dlwp train task=mnist_dense`
     "dlwp, fp32 (rerun, same seed)": ["trainer=gpu"],
     "dlwp, fp32, data in host memory": ["trainer=gpu", "data.device_resident=false"],
     "dlwp, fp32, trainer.deterministic=false": ["trainer=gpu", "trainer.deterministic=false"],
+    "dlwp, fp32, trainer.compile=reduce_overhead (CUDA graphs)": ["trainer=gpu", "trainer.compile=reduce_overhead"],
+    "dlwp, fp32, trainer.compile=reduce_overhead, deterministic=false": [
+        "trainer=gpu",
+        "trainer.compile=reduce_overhead",
+        "trainer.deterministic=false",
+    ],
     "dlwp, bf16-mixed": ["trainer=gpu", "trainer.precision=bf16-mixed"],
     "dlwp, DDP on 1 GPU": ["trainer=ddp", "trainer.devices=1"],
     "dlwp, bf16-mixed, batch 2048 (throughput, not the book's run)": [

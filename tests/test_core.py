@@ -187,6 +187,28 @@ def test_channels_last_gives_the_same_network_function():
     assert torch.allclose(nchw(x), nhwc(x), atol=1e-6)
 
 
+def test_compiled_network_trains_as_eager_and_its_checkpoint_loads_without_compiling(tmp_path):
+    """`trainer.compile`: inductor's kernels give the eager run's metrics up to float rounding, and
+    the checkpoint keeps the eager module's keys, so an eager `dlwp eval` reads it."""
+    args = ("train", "seed=0", "trainer.max_epochs=4")
+    dlwp(*args, runs=tmp_path / "eager")
+    dlwp(*args, "trainer.compile=default", runs=tmp_path / "compiled")
+    (eager,), (compiled,) = run_dirs(tmp_path / "eager"), run_dirs(tmp_path / "compiled")
+    assert "compile: default" in (compiled / "config.yaml").read_text()
+    rows_e, rows_c = metric_rows(eager), metric_rows(compiled)
+    assert rows_c[-1]["train/loss"] < rows_c[0]["train/loss"] / 2, "the compiled network must learn"
+    for e, c in zip(rows_e, rows_c, strict=True):
+        assert c["train/loss"] == pytest.approx(e["train/loss"], rel=1e-3)
+        assert c["val/acc"] == pytest.approx(e["val/acc"], abs=0.006)  # one of 180 images may flip
+    ckpt = torch.load(compiled / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert not any("_orig_mod" in key for key in ckpt["state_dict"]), "keys must be the eager module's"
+    dlwp("eval", f"ckpt_path={compiled / 'checkpoints' / 'last.ckpt'}", runs=tmp_path / "eval")
+    (eval_dir,) = (tmp_path / "eval" / "eval").iterdir()
+    assert record(eval_dir)["metrics"]["final"]["test/acc"] == record(compiled)["metrics"]["final"]["test/acc"]
+    typo = dlwp("train", "trainer.compile=fast", runs=tmp_path / "typo", check=False)
+    assert typo.returncode != 0 and "reduce_overhead" in typo.stderr and "Traceback" not in typo.stderr
+
+
 def test_denormal_floats_are_flushed_by_default_and_kept_on_request():
     """RMSprop states of dead units decay into the slow denormal range unless flushed (as in TF)."""
     from dlwp.config.schema import TrainerConfig

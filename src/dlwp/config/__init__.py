@@ -114,7 +114,21 @@ def build(cfg: DictConfig):
     module.accumulate = int(cfg.trainer.accumulate_grad_batches)
     if cfg.trainer.channels_last:
         module.use_channels_last()
+    mode = compile_mode(cfg.trainer.get("compile"))
+    if mode is not None:
+        module.compile_network(mode)
     return datamodule, module
+
+
+def compile_mode(value) -> str | None:
+    """torch.compile's mode for `trainer.compile` (an enum member, or its name from an untyped
+    config), or None for eager."""
+    from dlwp.config.schema import CompileMode
+
+    if value is None:
+        return None
+    member = value if isinstance(value, CompileMode) else CompileMode[str(value)]
+    return None if member is CompileMode.none else member.value
 
 
 def _instantiate(node, **kwargs):

@@ -35,6 +35,15 @@ class ScheduleName(Enum):
     cosine = "cosine"
 
 
+class CompileMode(Enum):
+    """`trainer.compile`: torch.compile's modes, by name (`reduce_overhead` is "reduce-overhead")."""
+
+    none = "none"
+    default = "default"
+    reduce_overhead = "reduce-overhead"
+    max_autotune = "max-autotune"
+
+
 @dataclass
 class ScheduleConfig:
     """A learning-rate schedule (`dlwp.task.optim`); only the keys of the chosen one are read."""
@@ -145,6 +154,14 @@ class TrainerConfig:
     """Convolutional networks: weights and 4-D inputs in channels-last memory layout (NHWC), which
     oneDNN's CPU convolutions and pooling run faster on (10-17% for the book's chapter-5 convnets
     on 2 cores, docs/PERFORMANCE.md); dlwp's own, not a Lightning argument."""
+    compile: CompileMode = CompileMode.none
+    """`torch.compile` the network(s) the task calls, in place (state-dict keys unchanged, so
+    checkpoints load either way): `default` fuses element-wise ops into inductor's kernels;
+    `reduce_overhead` also replays each step as a CUDA graph on a GPU, for the launch-bound small
+    networks of chapters 2-4; `max_autotune` searches kernels longer. The compile time is paid in the
+    first steps (and again for a batch of a new size); dropout draws from inductor's generator, so
+    a compiled run reproduces itself, not the eager run's bits. Measured per task on/off in
+    docs/PERFORMANCE.md ("Compiling whole networks"); dlwp's own, not a Lightning argument."""
     flush_denormal: bool = True
     """CPU: denormal floats (|x| < 1.2e-38) count as zero, as in TensorFlow; the optimiser states of
     dead units otherwise decay into the ~14x slower denormal range (dlwp.trainer.flush_denormals)."""

@@ -77,11 +77,11 @@ def _step(kind: str, relu: bool) -> Callable:
 
 
 @functools.cache
-def check_cpu_compiler() -> None:
+def check_cpu_compiler(setting: str = "compile: true") -> None:
     """Inductor builds C++ for the CPU; without a compiler it fails deep inside the first step."""
     if not any(shutil.which(c) for c in (os.environ.get("CXX", ""), "g++", "c++", "clang++") if c):
-        raise ConfigError("compile: true on the CPU needs a C++ compiler for torch.compile (none of $CXX, g++, c++, "
-                          "clang++ is on PATH): install one (`apt-get install g++`) or drop compile: true")  # fmt: skip
+        raise ConfigError(f"{setting} on the CPU needs a C++ compiler for torch.compile (none of $CXX, g++, c++, "
+                          f"clang++ is on PATH): install one (`apt-get install g++`) or drop {setting}")  # fmt: skip
 
 
 @functools.cache

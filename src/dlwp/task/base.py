@@ -139,6 +139,20 @@ class BookTask(L.LightningModule):
         self.memory_format = torch.channels_last
         self.network.to(memory_format=torch.channels_last)
 
+    def compiled_parts(self) -> list[nn.Module]:
+        """The modules this task calls directly: what `trainer.compile` compiles."""
+        return [self.network]
+
+    def compile_network(self, mode: str) -> None:
+        """Each of `compiled_parts` through `torch.compile` in place (`nn.Module.compile`: its
+        `state_dict` keys stay those of the eager module, so checkpoints load either way)."""
+        if not torch.cuda.is_available():
+            from dlwp.model.fused_loop import check_cpu_compiler
+
+            check_cpu_compiler("trainer.compile")
+        for part in self.compiled_parts():
+            part.compile(mode=mode)
+
     def formatted(self, inputs: tree.Part) -> tree.Part:
         if self.memory_format is torch.contiguous_format:
             return inputs

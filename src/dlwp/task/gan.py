@@ -81,6 +81,9 @@ class GANTask(BookTask):
         return {"discriminator": (list(self.network.discriminator.named_parameters()), self.d_config),
                 "generator": (list(self.network.generator.named_parameters()), self.g_config)}  # fmt: skip
 
+    def compiled_parts(self) -> list[nn.Module]:
+        return [self.network.generator, self.network.discriminator]  # called one by one, not as `network`
+
     def training_step(self, batch, batch_idx):
         for i, (real, _labels) in enumerate(batch if isinstance(batch, BatchGroup) else [batch]):
             self.iteration(real, batch_idx + i)

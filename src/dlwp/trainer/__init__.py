@@ -18,6 +18,7 @@ def trainer_kwargs(trainer_cfg) -> dict[str, Any]:
     kwargs = OmegaConf.to_container(trainer_cfg, resolve=True)
     kwargs.pop("accumulate_grad_batches", None)  # dlwp's own (tasks optimise manually): see BookTask.optimise
     kwargs.pop("channels_last", None)  # dlwp's own: see BookTask.use_channels_last
+    kwargs.pop("compile", None)  # dlwp's own: see BookTask.compile_network
     kwargs.pop("flush_denormal", None)  # dlwp's own: see flush_denormals
     kwargs.pop("keep_freed_memory", None)  # dlwp's own: see dlwp.allocator
     kwargs.pop("cpu_threads", None)  # dlwp's own: see use_cpu_threads
