@@ -64,6 +64,8 @@ class BookTask(L.LightningModule):
         self.slots: dict[str, OptimizerSlot] = {}
         self._schedule_states: dict[str, Any] = {}
         self.memory_format = torch.contiguous_format
+        self.cuda_graphs = False
+        """`trainer.compile=reduce_overhead`: each step tells CUDA graph trees where it begins."""
         # A network may add a penalty to the loss (Keras' kernel_regularizer) by defining
         # `regularization_loss()`; it returns None when it has none, so the step skips it.
         penalty = getattr(network, "regularization_loss", None)
@@ -152,6 +154,13 @@ class BookTask(L.LightningModule):
             check_cpu_compiler("trainer.compile")
         for part in self.compiled_parts():
             part.compile(mode=mode)
+        self.cuda_graphs = mode == "reduce-overhead"
+
+    def begin_step(self) -> None:
+        """A new step: under CUDA graphs the last step's graph outputs may now be overwritten (a
+        step calls its networks several times, so the graph trees cannot tell steps apart)."""
+        if self.cuda_graphs:
+            torch.compiler.cudagraph_mark_step_begin()
 
     def formatted(self, inputs: tree.Part) -> tree.Part:
         if self.memory_format is torch.contiguous_format:
@@ -166,6 +175,7 @@ class BookTask(L.LightningModule):
         return [f"{stage}/{name}" for stage in STAGES for name in getattr(self, f"{stage}_metrics")]
 
     def _step(self, stage: str, batch, batch_idx: int) -> torch.Tensor:
+        self.begin_step()
         inputs, targets = batch
         outputs = self.network(self.formatted(inputs))
         metrics = getattr(self, f"{stage}_metrics")

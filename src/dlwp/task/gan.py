@@ -89,6 +89,7 @@ class GANTask(BookTask):
             self.iteration(real, batch_idx + i)
 
     def iteration(self, real: torch.Tensor, batch_idx: int) -> None:
+        self.begin_step()
         g, d = self.network.generator, self.network.discriminator
         real = self.formatted(real)
         n = len(real)
