@@ -148,8 +148,9 @@ class TrainerConfig:
     max_steps: int = -1
     """Stop after this many optimiser steps (-1: no limit; a GAN counts both of its steps)."""
     max_time: str | None = None
-    """A time budget, "DD:HH:MM:SS" (e.g. "00:00:30:00"): training stops at the end of the epoch
-    that passes it, and the run is tested as usual (what 2 cores reach in half an hour)."""
+    """A time budget, "DD:HH:MM:SS" (e.g. "00:00:30:00"): training stops after the step that passes
+    it, mid-epoch (Lightning's `Timer`), and the run is tested as usual (what 2 cores reach in half an
+    hour)."""
     channels_last: bool = False
     """Convolutional networks: weights and 4-D inputs in channels-last memory layout (NHWC), which
     oneDNN's CPU convolutions and pooling run faster on (10-17% for the book's chapter-5 convnets
