@@ -74,9 +74,10 @@ bf16 instructions leave them out (bf16 is then slower than float32)."""
 DCGAN_BF16_NOTE = (
     "Book 8.5's DCGAN on the 5,000 CIFAR-10 frogs (the mirror's JPEG re-encoding), in bf16 with channels-last "
     "tensors on 2 cores of an AVX512-BF16 CPU (~0.72 s an iteration of 20): the book's 10,000 iterations, "
-    "with a budget of 2 h 8 min (`trainer.max_time`) as a guard. Every 4 epochs (1,000 iterations) the Frechet and kernel (KID) distances of 1,000 "
-    "generated frogs from real ones in the features of the `cifar10_convnet_bf16` run above, beside the "
-    "real-vs-real floor (`quality/*_real`); `quality.png` in the run directory draws them."
+    "with a budget of 2 h 8 min (`trainer.max_time`) as a guard. Every 4 epochs (1,000 iterations) the "
+    "Frechet and kernel (KID) distances of 1,000 generated frogs from real ones in the features of the "
+    "`cifar10_convnet_bf16` run above, beside the real-vs-real floor (`quality/*_real`); `quality.png` in "
+    "the run directory draws them."
 )
 
 JENA_MODELS = (
