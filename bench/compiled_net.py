@@ -12,14 +12,12 @@ measures it there). Run it with the machine otherwise idle.
 
 from __future__ import annotations
 
-import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from dlwp_run import task_parser, train  # bench/dlwp_run.py
+from dlwp_run import eager_cold_cached, task_parser, train  # bench/dlwp_run.py
 from markdown_block import write_block  # bench/markdown_block.py
 
 BF16 = ["trainer.precision=bf16-mixed", "trainer.channels_last=true"]  # how the CIFAR-10 runs of results/ ran
@@ -57,12 +55,10 @@ def main() -> int:
         "| loss: eager / compiled |",
         "|---|---|---|---|---|---|---|",
     ]
+    data_dir = args.data_dir.resolve()
     for task in args.tasks:
-        with tempfile.TemporaryDirectory() as cache:
-            os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache
-            eager, eager_loss = epochs(task, "none", args.data_dir.resolve())
-            cold, loss = epochs(task, "default", args.data_dir.resolve())
-            cached, _ = epochs(task, "default", args.data_dir.resolve())
+        (eager, eager_loss), (cold, loss), (cached, _) = eager_cold_cached(
+            lambda compiled, t=task: epochs(t, "default" if compiled else "none", data_dir))  # fmt: skip
         fast, slow = statistics.median(eager[1:]), statistics.median(cold[1:] + cached[1:])
         compile_s = f"{cold[0] - eager[0]:.0f} s / {cached[0] - eager[0]:.0f} s"
         lines.append(f"| {task} | {TASKS[task][0]} | {fast:.2f} s | {slow:.2f} s | **x{fast / slow:.2f}** "

@@ -11,14 +11,12 @@ median of the later epochs. Run it with the machine otherwise idle.
 
 from __future__ import annotations
 
-import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from dlwp_run import task_parser, train  # bench/dlwp_run.py
+from dlwp_run import eager_cold_cached, task_parser, train  # bench/dlwp_run.py
 from markdown_block import write_block  # bench/markdown_block.py
 
 ONE = ["data.batches_per_call=1"]  # in-memory loaders hand over 8 batches a Lightning step by default
@@ -53,13 +51,11 @@ def main() -> int:
         "| task | eager | compiled | speed-up | compile time: cold / cached | loss: eager / compiled |",
         "|---|---|---|---|---|---|",
     ]
+    data_dir = args.data_dir.resolve()
     for task in args.tasks:
         batches = TASKS[task][1]
-        with tempfile.TemporaryDirectory() as cache:
-            os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache
-            eager, eager_loss = epochs(task, False, args.data_dir.resolve())
-            cold, loss = epochs(task, True, args.data_dir.resolve())
-            cached, _ = epochs(task, True, args.data_dir.resolve())
+        (eager, eager_loss), (cold, loss), (cached, _) = eager_cold_cached(
+            lambda compiled, t=task: epochs(t, compiled, data_dir))  # fmt: skip
         step = {"eager": statistics.median(eager[1:]) / batches,
                 "compiled": statistics.median(cold[1:] + cached[1:]) / batches}  # fmt: skip
         lines.append(f"| {task} | {1e3 * step['eager']:.1f} ms | {1e3 * step['compiled']:.1f} ms "

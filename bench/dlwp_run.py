@@ -6,8 +6,10 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import subprocess
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,3 +34,19 @@ def train(overrides: list[str], data_dir: Path) -> tuple[list[dict[str, str]], d
             raise SystemExit(f"{' '.join(cmd)}\n{done.stderr[-2000:]}")
         (record,) = Path(runs).glob("*/*/run.json")
         return list(csv.DictReader((record.parent / "metrics.csv").open())), json.loads(record.read_text())
+
+
+def eager_cold_cached(run: Callable[[bool], tuple[list[float], str]]) -> tuple[tuple[list[float], str], ...]:
+    """`run(compiled)` three times: eager, then compiled with inductor's cache empty (what a fresh
+    machine pays), then compiled with the cache that run filled (what every later run pays). Each
+    `run` returns its epochs' seconds and a last loss; the cache is a throw-away directory."""
+    before = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    with tempfile.TemporaryDirectory() as cache:
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache
+        try:
+            return run(False), run(True), run(True)
+        finally:
+            if before is None:
+                del os.environ["TORCHINDUCTOR_CACHE_DIR"]
+            else:
+                os.environ["TORCHINDUCTOR_CACHE_DIR"] = before

@@ -77,7 +77,10 @@ DCGAN_BF16_NOTE = (
     "with a budget of 2 h 8 min (`trainer.max_time`) as a guard. Every 4 epochs (1,000 iterations) the "
     "Frechet and kernel (KID) distances of 1,000 generated frogs from real ones in the features of the "
     "`cifar10_convnet_bf16` run above, beside the real-vs-real floor (`quality/*_real`); `quality.png` in "
-    "the run directory draws them."
+    "the run directory draws them. Run alone on 2026-12-07 from a clean checkout, 179-203 s an epoch (the "
+    "longer ones measure quality). The Frechet distance at 1,000, 2,000, ... 10,000 iterations: 1.18, 0.94, "
+    "1.17, 1.02, 1.02, 1.12, 1.14, 1.34, 0.85, 0.71 (floor 0.34): flat from 1,000 to 8,000 iterations, falling "
+    "in the last 2,000. The book prints only losses (d mostly 0.66-0.72, adv 0.51-1.14)."
 )
 
 JENA_MODELS = (

@@ -9,7 +9,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from dlwp.config.ranges import check_ranges
-from dlwp.config.schema import DEFAULT_TASK_CLASS, TaskMeta, TrainConfig
+from dlwp.config.schema import DEFAULT_TASK_CLASS, CompileMode, TaskMeta, TrainConfig
 from dlwp.config.targets import check_target, locate
 from dlwp.errors import ConfigError
 
@@ -114,21 +114,9 @@ def build(cfg: DictConfig):
     module.accumulate = int(cfg.trainer.accumulate_grad_batches)
     if cfg.trainer.channels_last:
         module.use_channels_last()
-    mode = compile_mode(cfg.trainer.get("compile"))
-    if mode is not None:
-        module.compile_network(mode)
+    if cfg.trainer.compile is not CompileMode.none:
+        module.compile_network(cfg.trainer.compile.value)
     return datamodule, module
-
-
-def compile_mode(value) -> str | None:
-    """torch.compile's mode for `trainer.compile` (an enum member, or its name from an untyped
-    config), or None for eager."""
-    from dlwp.config.schema import CompileMode
-
-    if value is None:
-        return None
-    member = value if isinstance(value, CompileMode) else CompileMode[str(value)]
-    return None if member is CompileMode.none else member.value
 
 
 def _instantiate(node, **kwargs):
