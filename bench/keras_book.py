@@ -17,13 +17,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 
 
-def book_5_2_model(keras, models, layers):
-    """Book 5.2a's convnet, compiled as the book compiles it."""
+def book_5_2_model(keras, models, layers, dropout: bool = False):
+    """Book 5.2a's convnet (5.2b's with `dropout`: Dropout(0.5) after Flatten), compiled as the book does."""
     model = models.Sequential([keras.Input((150, 150, 3)), layers.Conv2D(32, (3, 3), activation="relu"),
                                layers.MaxPooling2D((2, 2)), layers.Conv2D(64, (3, 3), activation="relu"),
                                layers.MaxPooling2D((2, 2)), layers.Conv2D(128, (3, 3), activation="relu"),
                                layers.MaxPooling2D((2, 2)), layers.Conv2D(128, (3, 3), activation="relu"),
-                               layers.MaxPooling2D((2, 2)), layers.Flatten(), layers.Dense(512, activation="relu"),
+                               layers.MaxPooling2D((2, 2)), layers.Flatten(), *[layers.Dropout(0.5)] * dropout,
+                               layers.Dense(512, activation="relu"),
                                layers.Dense(1, activation="sigmoid")])  # fmt: skip
     model.compile(optimizer=keras.optimizers.RMSprop(learning_rate=1e-4), loss="binary_crossentropy",
                   metrics=["accuracy"])  # fmt: skip
@@ -41,7 +42,66 @@ JENA = {  # book 6.3's recurrent layers before Dense(1), fed by the book's gener
     "jena_gru_stacked": lambda layers: [layers.GRU(32, dropout=0.1, recurrent_dropout=0.5, return_sequences=True),
                                         layers.GRU(64, activation="relu", dropout=0.1, recurrent_dropout=0.5)],
     "jena_bigru": lambda layers: [layers.Bidirectional(layers.GRU(32))],
+    "jena_dense": lambda layers: [layers.Flatten(), layers.Dense(32, activation="relu")],
+    "jena_conv1d": lambda layers: [layers.Conv1D(32, 5, activation="relu"), layers.MaxPooling1D(3),  # book 6.4
+                                   layers.Conv1D(32, 5, activation="relu"), layers.MaxPooling1D(3),
+                                   layers.Conv1D(32, 5, activation="relu"), layers.GlobalMaxPooling1D()],
+    "jena_conv_gru": lambda layers: [layers.Conv1D(32, 5, activation="relu"), layers.MaxPooling1D(3),  # step 3
+                                     layers.Conv1D(32, 5, activation="relu"),
+                                     layers.GRU(32, dropout=0.1, recurrent_dropout=0.5)],
 }  # fmt: skip
+
+
+def book_8_4_vae(keras, layers):
+    """Book 8.4's VAE. Keras 3 needs two changes: the loss layer takes z_mean and z_log_var as inputs
+    (a layer can no longer close over another layer's symbolic outputs), and the sampling is a layer
+    of its own with a seed generator (Keras 3's `Lambda` cannot hold random state)."""
+    from keras import ops
+
+    latent_dim = 2
+    input_img = keras.Input(shape=(28, 28, 1))
+    x = layers.Conv2D(32, 3, padding="same", activation="relu")(input_img)
+    x = layers.Conv2D(64, 3, padding="same", activation="relu", strides=(2, 2))(x)
+    x = layers.Conv2D(64, 3, padding="same", activation="relu")(x)
+    x = layers.Conv2D(64, 3, padding="same", activation="relu")(x)
+    shape_before_flattening = x.shape
+    x = layers.Flatten()(x)
+    x = layers.Dense(32, activation="relu")(x)
+    z_mean = layers.Dense(latent_dim)(x)
+    z_log_var = layers.Dense(latent_dim)(x)
+
+    class Sampling(layers.Layer):
+        def __init__(self):
+            super().__init__()
+            self.seed = keras.random.SeedGenerator(0)
+
+        def call(self, inputs):
+            z_mean, z_log_var = inputs  # z = mu + exp(log_var) * eps, as the book writes it
+            return z_mean + ops.exp(z_log_var) * keras.random.normal(ops.shape(z_mean), seed=self.seed)
+
+    z = Sampling()([z_mean, z_log_var])
+    decoder_input = keras.Input((latent_dim,))
+    x = layers.Dense(int(np.prod(shape_before_flattening[1:])), activation="relu")(decoder_input)
+    x = layers.Reshape(shape_before_flattening[1:])(x)
+    x = layers.Conv2DTranspose(32, 3, padding="same", activation="relu", strides=(2, 2))(x)
+    x = layers.Conv2D(1, 3, padding="same", activation="sigmoid")(x)
+    decoder = keras.Model(decoder_input, x)
+    z_decoded = decoder(z)
+
+    class CustomVariationalLayer(layers.Layer):
+        def vae_loss(self, x, z_decoded, z_mean, z_log_var):
+            x, z_decoded = ops.reshape(x, (-1,)), ops.reshape(z_decoded, (-1,))
+            xent_loss = keras.losses.binary_crossentropy(x, z_decoded)
+            kl_loss = -5e-4 * ops.mean(1 + z_log_var - ops.square(z_mean) - ops.exp(z_log_var), axis=-1)
+            return ops.mean(xent_loss + kl_loss)
+
+        def call(self, inputs):
+            self.add_loss(self.vae_loss(*inputs))
+            return inputs[0]
+
+    vae = keras.Model(input_img, CustomVariationalLayer()([input_img, z_decoded, z_mean, z_log_var]))
+    vae.compile(optimizer="rmsprop", loss=None)
+    return vae
 
 
 def main() -> None:
@@ -53,9 +113,13 @@ def main() -> None:
         "boston_fold",
         "cats_dogs_scratch",
         "cats_dogs_scratch_flow",
+        "cats_dogs_augmented_flow",
+        "imdb_embedding",
+        "imdb_conv1d",
         *IMDB_SEQUENCE,
         *JENA,
         "nietzsche_char_lstm",
+        "mnist_vae",
     ]
     parser.add_argument("--task", choices=tasks, required=True)
     parser.add_argument("--arrays", required=True, help="npz exported by keras_compare.py (a directory for _flow)")
@@ -142,6 +206,49 @@ def main() -> None:
         model.fit(flows["train"], steps_per_epoch=100, epochs=args.epochs or 30, validation_data=flows["validation"],
                   validation_steps=50, verbose=0, callbacks=[EpochTimes()])  # fmt: skip
         test_loss, test_acc = model.evaluate(flows["test"], steps=50, verbose=0)
+    elif args.task == "cats_dogs_augmented_flow":  # book 5.2b verbatim: augmented JPEGs, Dropout(0.5), batch 32
+        from keras._tf_keras.keras.preprocessing.image import ImageDataGenerator
+
+        base = Path(args.arrays)
+        train_datagen = ImageDataGenerator(rescale=1.0 / 255, rotation_range=40, width_shift_range=0.2,
+                                           height_shift_range=0.2, shear_range=0.2, zoom_range=0.2,
+                                           horizontal_flip=True)  # fmt: skip
+        test_datagen = ImageDataGenerator(rescale=1.0 / 255)
+        train_generator = train_datagen.flow_from_directory(base / "train", target_size=(150, 150), batch_size=32,
+                                                            class_mode="binary")  # fmt: skip
+        validation_generator = test_datagen.flow_from_directory(base / "validation", target_size=(150, 150),
+                                                                batch_size=32, class_mode="binary")  # fmt: skip
+        test_generator = test_datagen.flow_from_directory(base / "test", target_size=(150, 150), batch_size=20,
+                                                          class_mode="binary")  # fmt: skip
+        model = book_5_2_model(keras, models, layers, dropout=True)
+        model.fit(train_generator, steps_per_epoch=100, epochs=args.epochs or 100,
+                  validation_data=validation_generator, validation_steps=50, verbose=0,
+                  callbacks=[EpochTimes()])  # fmt: skip
+        test_loss, test_acc = model.evaluate(test_generator, steps=50, verbose=0)
+    elif args.task == "imdb_embedding":  # book 6.1: the last 20 words, Embedding(10000, 8) -> Flatten -> Dense(1)
+        model = models.Sequential([keras.Input((20,)), layers.Embedding(10000, 8), layers.Flatten(),
+                                   layers.Dense(1, activation="sigmoid")])  # fmt: skip
+        model.compile(optimizer="rmsprop", loss="binary_crossentropy", metrics=["acc"])
+        model.fit(d["x_train"], d["y_train"].astype("float32"), epochs=args.epochs or 10, batch_size=32,
+                  validation_split=0.2, verbose=0, callbacks=[EpochTimes()])  # fmt: skip
+        test_loss, test_acc = model.evaluate(d["x_test"], d["y_test"].astype("float32"), batch_size=1024, verbose=0)
+    elif args.task == "imdb_conv1d":  # book 6.4: Dense(1) without a sigmoid, as the notebook has it
+        model = models.Sequential([keras.Input((500,)), layers.Embedding(10000, 128),
+                                   layers.Conv1D(32, 7, activation="relu"), layers.MaxPooling1D(5),
+                                   layers.Conv1D(32, 7, activation="relu"), layers.GlobalMaxPooling1D(),
+                                   layers.Dense(1)])  # fmt: skip
+        model.compile(optimizer=keras.optimizers.RMSprop(learning_rate=1e-4), loss="binary_crossentropy",
+                      metrics=["acc"])  # fmt: skip
+        model.fit(d["x_train"], d["y_train"].astype("float32"), epochs=args.epochs or 10, batch_size=128,
+                  validation_split=0.2, verbose=0, callbacks=[EpochTimes()])  # fmt: skip
+        test_loss, test_acc = model.evaluate(d["x_test"], d["y_test"].astype("float32"), batch_size=1024, verbose=0)
+    elif args.task == "mnist_vae":  # book 8.4: 10 epochs x 16, the 10,000 test images as validation
+        x_train = d["x_train"].astype("float32").reshape((60000, 28, 28, 1)) / 255
+        x_test = d["x_test"].astype("float32").reshape((10000, 28, 28, 1)) / 255
+        vae = book_8_4_vae(keras, layers)
+        history = vae.fit(x=x_train, y=None, shuffle=True, epochs=args.epochs or 10, batch_size=16,
+                          validation_data=(x_test, None), verbose=0, callbacks=[EpochTimes()])  # fmt: skip
+        test_loss = test_acc = history.history["val_loss"][-1]
     elif args.task in IMDB_SEQUENCE:  # book 6.2-6.3: Embedding(10000, 32) -> recurrent layer -> Dense(1)
         input_train, y_train = d["x_train"], d["y_train"].astype("float32")
         model = models.Sequential([keras.Input((500,)), layers.Embedding(10000, 32), IMDB_SEQUENCE[args.task](layers),
@@ -161,7 +268,7 @@ def main() -> None:
                               batch_size=batch_size)  # fmt: skip
         val_gen = generator(float_data, lookback, delay, v0, v1 - delay, step=step, batch_size=batch_size)
         val_steps = (v1 - delay - v0 - lookback) // batch_size
-        model = models.Sequential([keras.Input((None, float_data.shape[-1])), *JENA[args.task](layers),
+        model = models.Sequential([keras.Input((lookback // step, float_data.shape[-1])), *JENA[args.task](layers),
                                    layers.Dense(1)])  # fmt: skip
         model.compile(optimizer=keras.optimizers.RMSprop(), loss="mae")
         history = model.fit(train_gen, steps_per_epoch=int(d["steps_per_epoch"]), epochs=args.epochs or 20,

@@ -35,6 +35,10 @@ DLWP = {"mnist_dense": ["task=mnist_dense"], "mnist_convnet": ["task=mnist_convn
         "cats_dogs_scratch_bf16": ["task=cats_dogs_scratch", "trainer.precision=bf16-mixed"],
         # the same dlwp run against the book's code verbatim: Keras decodes the JPEGs every epoch
         "cats_dogs_scratch_flow": ["task=cats_dogs_scratch"],
+        # book 5.2b (augmentation, dropout, batch 32) against the book's code verbatim (augmented flow)
+        "cats_dogs_augmented_flow": ["task=cats_dogs_augmented"],
+        "imdb_embedding": ["task=imdb_embedding"],  # book 6.1: the last 20 words, Embedding(10000, 8)
+        "imdb_conv1d": ["task=imdb_conv1d"],  # book 6.4's 1-D convnet on the last 500 words
         # book 6.2's LSTM: dlwp's Keras-exact cell (its loops in C, `native: true`; `_eager`: in torch
         # ops), then torch's fused nn.LSTM, against Keras' LSTM
         "imdb_lstm": ["task=imdb_lstm"],
@@ -53,6 +57,10 @@ DLWP = {"mnist_dense": ["task=mnist_dense"], "mnist_convnet": ["task=mnist_convn
         "jena_bigru": ["task=jena_bigru", *JENA_BOOK],
         "jena_gru_torch": ["task=jena_gru", *JENA_BOOK, "model.layers.0.impl=torch"],
         "jena_gru_compiled": ["task=jena_gru", *JENA_BOOK, "+model.layers.0.compile=true"],
+        "jena_dense": ["task=jena_dense", *JENA_BOOK],
+        "jena_conv1d": ["task=jena_conv1d", *JENA_BOOK],  # book 6.4
+        # book 6.4's conv + GRU at step 3 (lookback 720); every validation window, as the Keras side
+        "jena_conv_gru": ["task=jena_conv_gru", *JENA_BOOK, "data.val_batches=null"],
         # book 8.1's char-LSTM on the whole corpus; the per-epoch sampling is off on both sides
         "nietzsche_char_lstm": ["task=nietzsche_char_lstm", "callbacks.samples.enabled=false"],
         "nietzsche_char_lstm_compiled": ["task=nietzsche_char_lstm", "callbacks.samples.enabled=false",
@@ -62,7 +70,11 @@ DLWP = {"mnist_dense": ["task=mnist_dense"], "mnist_convnet": ["task=mnist_convn
                                       "model.layers.1.impl=torch"],
         # ... with bfloat16 autocast: oneDNN's LSTM in bf16 (AVX512-BF16 here), weights and optimiser in fp32
         "nietzsche_char_lstm_bf16": ["task=nietzsche_char_lstm", "callbacks.samples.enabled=false",
-                                     "model.layers.1.impl=torch", "trainer.precision=bf16-mixed"]}  # fmt: skip
+                                     "model.layers.1.impl=torch", "trainer.precision=bf16-mixed"],
+        # book 8.4, 3,750 batches of 16 an epoch; compared on the validation loss
+        "mnist_vae": ["task=mnist_vae"]}  # fmt: skip
+METRIC = {"mnist_vae": "val/loss"}
+"""The dlwp metric a row compares where it is not the first of test/acc, val/mae, train/loss."""
 
 
 def export(task: str, data_dir: Path, out: Path) -> Path:
@@ -71,9 +83,9 @@ def export(task: str, data_dir: Path, out: Path) -> Path:
     what its Keras side (`KERAS_SIDE`) trains on."""
     task = KERAS_SIDE.get(task, task)
     path = out / f"{task}.npz"
-    if task == "cats_dogs_scratch_flow":
+    if task in ("cats_dogs_scratch_flow", "cats_dogs_augmented_flow"):
         return book_tree(data_dir / "dogs_vs_cats", out / "cats_and_dogs_small")
-    if task in ("mnist_dense", "mnist_convnet"):
+    if task in ("mnist_dense", "mnist_convnet", "mnist_vae"):
         with np.load(data_dir / "mnist/mnist.npz") as d:
             np.savez(path, **{k: d[k] for k in ("x_train", "y_train", "x_test", "y_test")})
     elif task == "imdb_dense":
@@ -89,12 +101,13 @@ def export(task: str, data_dir: Path, out: Path) -> Path:
             arrays[f"{split}_len"] = (x.numpy() >= 0).sum(1)
             arrays[f"y_{split}"] = y.numpy()
         np.savez(path, **arrays)
-    elif task in ("imdb_lstm", "imdb_simplernn", "imdb_bilstm"):  # the padded sequences dlwp trains on
-        from dlwp.data.imdb import IMDBDataModule
+    elif task in ("imdb_lstm", "imdb_simplernn", "imdb_bilstm", "imdb_conv1d", "imdb_embedding"):
+        from dlwp.data.imdb import IMDBDataModule  # the padded sequences dlwp trains on
 
-        imdb = data_dir / "imdb"  # the last 500 words; imdb_bilstm's reviews reversed first, as its config says
+        imdb = data_dir / "imdb"  # the last 500 words (20 for imdb_embedding); imdb_bilstm's reversed, as its config
         dm = IMDBDataModule(word_index=str(imdb / "imdb_word_index.json"), reviews=str(imdb / "aclImdb_v1.tar.gz"),
-                            encoding="sequence", maxlen=500, reverse=task == "imdb_bilstm")  # fmt: skip
+                            encoding="sequence", maxlen=20 if task == "imdb_embedding" else 500,
+                            reverse=task == "imdb_bilstm")  # fmt: skip
         dm.setup()
         np.savez(
             path, **{f"{k}_{s}": t.numpy() for s in ("train", "test") for k, t in zip("xy", dm.splits[s], strict=True)}
@@ -102,8 +115,9 @@ def export(task: str, data_dir: Path, out: Path) -> Path:
     elif task.startswith("jena_"):  # dlwp's normalised array and split rows; Keras runs the book's generator
         from dlwp.data.jena import JenaDataModule
 
+        window = {"lookback": 720, "step": 3} if task == "jena_conv_gru" else {}  # as the task's config
         dm = JenaDataModule(path=str(data_dir / "jena_climate/jena_climate_2009-01-01_2009-05-19_partial.csv.gz"),
-                            variant="partial")  # fmt: skip
+                            variant="partial", **window)  # fmt: skip
         dm.setup("fit")
         [train], [val] = (dm._bounds(len(dm._arrays["cpu"]))[k] for k in ("train", "val"))
         np.savez(path, float_data=dm._arrays["cpu"].numpy(), lookback=dm.lookback, step=dm.step, delay=dm.delay,
@@ -180,7 +194,7 @@ def dlwp_run(task: str, data_dir: Path, epochs: int, runs: Path) -> tuple[list[f
     rows = read_metrics_csv(run_dir / "metrics.csv")
     record = json.loads((run_dir / "run.json").read_text())
     final = record["metrics"]["final"]
-    metric = final.get("test/acc", final.get("val/mae", final.get("train/loss")))
+    metric = final[METRIC[task]] if task in METRIC else final.get("test/acc", final.get("val/mae", final["train/loss"]))
     return [r["time/epoch_s"] for r in rows], metric, record["peak_rss_mb"]
 
 
@@ -219,10 +233,12 @@ def main() -> int:
         name = "val MAE (fold 0)" if task == "boston_fold" else "test acc"
         if task.startswith("jena"):
             name = f"val MAE after {args.epochs} epochs"
-        if task.startswith("cats_dogs_scratch"):
+        if task.startswith("cats_dogs_"):
             name = f"test acc after {args.epochs} epochs"
         if task.startswith("nietzsche_char_lstm"):
             name = f"train loss after {args.epochs} epochs"
+        if task == "mnist_vae":
+            name = f"val loss after {args.epochs} epochs"
         rows.append((task, k, d, statistics.mean(k_metric), statistics.mean(d_metric), name, max(k_rss), max(d_rss)))
         print(f"{task}: keras {k:.3f} s/epoch, dlwp {d:.3f} s/epoch, dlwp speed-up x{k / d:.2f}; {name} keras "
               f"{statistics.mean(k_metric):.4f}, dlwp {statistics.mean(d_metric):.4f}; peak RSS keras "

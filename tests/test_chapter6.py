@@ -324,6 +324,31 @@ def test_sequence_nets_have_the_books_parameter_counts():
     assert params(conv, 500) == 1_280_000 + 28_704 + 7_200 + 33  # book 6.4's summary: 1,315,937
 
 
+def test_conv1d_and_maxpool1d_compute_keras_layers_on_channels_last_views():
+    """Book 6.4's Conv1D and MaxPooling1D on `[batch, time, channels]`: the same values and gradients
+    as torch's `conv1d` / `max_pool1d` on the transposed input, with an odd length that the pool
+    truncates, and the layers pass views (no copy of the activations between them)."""
+    from dlwp.model.sequence import Conv1d, MaxPool1d, as_nhwc
+
+    torch.manual_seed(0)
+    conv, pool = Conv1d(7, 5, 3, "relu"), MaxPool1d(3)
+    x = torch.randn(4, 26, 7, dtype=torch.float64, requires_grad=True)
+    conv.double()
+    out = pool(conv(x))
+    assert out.shape == (4, 8, 5) and out.is_contiguous()  # 26 - 3 + 1 = 24 steps, pooled by 3
+    w, b = conv.conv.weight, conv.conv.bias
+    ref = torch.nn.functional.max_pool1d(torch.relu(torch.nn.functional.conv1d(x.transpose(1, 2), w, b)), 3)
+    torch.testing.assert_close(out, ref.transpose(1, 2))
+    grads = torch.autograd.grad(out.square().sum(), (x, w, b))
+    ref_grads = torch.autograd.grad(ref.square().sum(), (x, w, b))
+    for got, want in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(got, want)
+    hidden = conv(x.detach())  # the conv's channels-last output, read back as [batch, time, channels]: no copy
+    assert hidden.is_contiguous()
+    image = as_nhwc(hidden)  # what the pool reads: the same memory, in the layout oneDNN takes without a copy
+    assert image.data_ptr() == hidden.data_ptr() and image.is_contiguous(memory_format=torch.channels_last)
+
+
 def test_sequence_net_errors_name_the_layer_and_what_it_takes():
     with pytest.raises(ConfigError, match=r"model.layers\[1\]: type 'lstn' is not a layer; choose from"):
         SequenceNet([{"type": "embedding", "input_dim": 10, "output_dim": 4}, {"type": "lstn", "units": 3}], 5)
