@@ -141,6 +141,13 @@ def test_vae_has_the_book_s_size_and_keras_same_padding():
     out = net.encoder.conv2(nn.functional.pad(conv1, (0, 1, 0, 1)))
     assert out.shape[-2:] == (14, 14)
     assert net.decoder(torch.zeros(3, 2)).shape == (3, 1, 28, 28)
+    # channels-last (the task's `trainer.channels_last`; the decoder converts its transposed
+    # convolution's input to match): the same reconstruction as in NCHW
+    z = torch.randn(4, 2)
+    nchw = net.decoder(z)
+    net.to(memory_format=torch.channels_last)
+    nhwc = net.decoder(z)
+    torch.testing.assert_close(nhwc, nchw, rtol=1e-5, atol=1e-5)
 
 
 def test_vae_loss_is_the_book_s_and_sampling_follows_the_option():
