@@ -151,6 +151,9 @@ def train(cfg: DictConfig, run_dir: Path | None = None) -> dict[str, Any]:
 
 
 def _train(cfg: DictConfig, run_dir: Path | None) -> dict[str, Any]:
+    from dlwp.startup import StartupClock
+
+    clock = StartupClock()
     import lightning as L
 
     quiet_lightning()
@@ -161,6 +164,7 @@ def _train(cfg: DictConfig, run_dir: Path | None) -> dict[str, Any]:
     from dlwp.model.summary import layer_table
     from dlwp.trainer import build_trainer
 
+    clock.mark("import_lightning")  # torch, Lightning and what they import eagerly
     run_dir = run_dir or output_dir(cfg)
     try:
         cfg = validate(cfg)
@@ -182,7 +186,9 @@ def _train(cfg: DictConfig, run_dir: Path | None) -> dict[str, Any]:
     wandb_logger, trainer = None, None
     try:
         L.seed_everything(cfg.seed, workers=True, verbose=False)
+        clock.mark("config_and_record")  # validation, config.yaml, git state, package versions
         datamodule, module = build(cfg)
+        clock.mark("build")  # the data module and the network
         fetch_on_first_use(cfg, datamodule)
         record.update(data=data_record(cfg, datamodule, run_dir))
         _check_registered(cfg, datamodule, record)  # before reading any data
@@ -191,6 +197,7 @@ def _train(cfg: DictConfig, run_dir: Path | None) -> dict[str, Any]:
         record.data["data"]["sizes"] = datamodule.sizes()
         if (pretrained := datamodule.init_network(module.network)) is not None:
             record.update(pretrained_embedding=pretrained)
+        clock.mark("data")  # hashes, the DVC pin, reading (or preparing) the dataset
         example = datamodule.example_batch()
         module.check_batch(example)  # named outputs and targets fit the task
         if rank_zero:  # Keras' model.summary(), from this real batch
@@ -216,10 +223,14 @@ def _train(cfg: DictConfig, run_dir: Path | None) -> dict[str, Any]:
         if module.frozen:
             record.update(frozen_parameters=len(module.frozen))
         module.run_config = redact_tree(to_plain(cfg, resolve=False))  # stored in every checkpoint
+        clock.mark("summary_and_baselines")  # the layer table, example figures, the trivial baselines
+
+        def started() -> None:
+            clock.mark("fit_to_first_step")  # Lightning's set-up of the fit and of the data loaders
+            record.update(startup_s=clock.total_s, startup_phases=clock.phases)
+
         history = EpochHistory(
-            run_dir / "metrics.csv",
-            on_epoch=lambda row: record.update(epochs_done=row["epoch"]),
-            on_start=lambda age: record.update(startup_s=age),
+            run_dir / "metrics.csv", on_epoch=lambda row: record.update(epochs_done=row["epoch"]), on_start=started
         )
         # W&B runs on rank 0 only: on other ranks Lightning hands out a stand-in, not a W&B run.
         logger_cfg = cfg if rank_zero else OmegaConf.merge(cfg, {"logger": {"wandb": {"enabled": False}}})
@@ -237,6 +248,7 @@ def _train(cfg: DictConfig, run_dir: Path | None) -> dict[str, Any]:
             "world_size": trainer.world_size,
         }
         record.update(device=device_info(trainer.strategy.root_device.type) | distribution)
+        clock.mark("loggers_and_trainer")
         if cfg.trainer.max_epochs == 0:
             record.update(trained=False)  # reports and summaries say so: these are not a trained result
             evaluate_untrained(trainer, module, datamodule, history)

@@ -9,7 +9,7 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.callbacks import Callback
 
-from dlwp.record import process_age_s, write_metrics_csv
+from dlwp.record import write_metrics_csv
 
 
 class EpochHistory(Callback):
@@ -28,7 +28,7 @@ class EpochHistory(Callback):
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.on_start is not None:
-            self.on_start(process_age_s())  # start-up cost: process start -> first training step
+            self.on_start()  # the run's start-up ends here (dlwp.startup)
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._t0 = time.perf_counter()
