@@ -58,7 +58,7 @@ def test_a_diverged_run_fails_and_its_sweep_job_is_marked_failed(tmp_path):
     assert "failed jobs: 1" in sweep.stdout + sweep.stderr
     first, second = (json.loads((sweep_dir / job / "run.json").read_text()) for job in ("0", "1"))
     # both jobs ran in one process: the second's start-up is its own, not the process's age
-    assert "launch_and_compose" in first["startup_phases"] and "launch_and_compose" not in second["startup_phases"]
+    assert "launch" in first["startup_phases"] and "launch" not in second["startup_phases"]
     assert second["startup_s"] == pytest.approx(sum(second["startup_phases"].values()), abs=0.02)
     assert "| 1 | failed |" in (sweep_dir / "summary.md").read_text()
 

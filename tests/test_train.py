@@ -75,7 +75,7 @@ def test_run_record_says_what_made_the_run(default_run):
         assert rec["packages"][name] == metadata.version(name)
     assert rec["device"]["accelerator"] == "cpu" and rec["wall_time_s"] > 0
     phases = rec["startup_phases"]  # where the start-up went (dlwp.startup), adding up to startup_s
-    assert list(phases) == ["launch_and_compose", "import_lightning", "config_and_record", "build", "data",
+    assert list(phases) == ["launch", "compose", "import_lightning", "config_and_record", "build", "data",
                             "summary_and_baselines", "loggers_and_trainer", "fit_to_first_step"]  # fmt: skip
     assert min(phases.values()) >= 0 and rec["startup_s"] == pytest.approx(sum(phases.values()), abs=0.02)
     (data_file,) = rec["data"]["files"]

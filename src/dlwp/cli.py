@@ -161,6 +161,9 @@ def missing_value_message(command: Command, err) -> str:
 
 def _run_hydra(command: Command, overrides: list[str]) -> int:
     """Hand the overrides to Hydra, so `-m`, `--cfg`, `--help` and sweeps behave as Hydra's do."""
+    from dlwp.startup import command_entered
+
+    command_entered()  # a run's start-up phases: `launch` ends here, `compose` begins (dlwp.startup)
     import hydra
     from omegaconf.errors import MissingMandatoryValue
 

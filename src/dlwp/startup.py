@@ -12,20 +12,33 @@ import time
 from dlwp.record import process_age_s
 
 _first_run_of_process = True
+_command_entered: tuple[float | None, float] | None = None  # (process age, perf_counter) at `dlwp <command>`
+
+
+def command_entered() -> None:
+    """Called by the `dlwp` command line on entry: what came before is the interpreter's start
+    and the command line's own imports; what comes after, Hydra's composition."""
+    global _command_entered
+    _command_entered = (process_age_s(), time.perf_counter())
 
 
 class StartupClock:
     """`mark(phase)` ends a phase: the seconds since the previous mark. The first run of a process
-    starts with `launch_and_compose` (the interpreter, dlwp's command line, Hydra's composition,
-    read off the process's age); a later run in the same process (a sweep's jobs under Hydra's
-    basic launcher) starts at its own first mark, not at the process's start."""
+    starts with `launch` (the interpreter and dlwp's command line, read off the process's age) and
+    `compose` (Hydra's composition of the config); a later run in the same process (a sweep's jobs
+    under Hydra's basic launcher) starts at its own first mark, not at the process's start."""
 
     def __init__(self) -> None:
         global _first_run_of_process
         age = process_age_s() if _first_run_of_process else None  # /proc clock ticks: 10 ms
         _first_run_of_process = False
         self._last = time.perf_counter()
-        self.phases: dict[str, float] = {"launch_and_compose": age} if age is not None else {}
+        self.phases: dict[str, float] = {}
+        if age is not None and _command_entered is not None and _command_entered[0] is not None:
+            launched, at = _command_entered
+            self.phases = {"launch": launched, "compose": round(self._last - at, 3)}
+        elif age is not None:  # train() called from Python: no command line
+            self.phases = {"launch": age}
 
     def mark(self, phase: str) -> None:
         now = time.perf_counter()

@@ -144,16 +144,16 @@ def quiet_lightning() -> None:
 def train(cfg: DictConfig, run_dir: Path | None = None) -> dict[str, Any]:
     """Fit, test, and record; returns the run record. Raises `DlwpError` on bad input, and
     `SystemExit(143)` (130 for Ctrl-C) after a SIGTERM, with the run recorded as interrupted."""
+    from dlwp.startup import StartupClock
+
+    clock = StartupClock()  # before the first import of torch and Lightning (dlwp.signals imports them)
     from dlwp.signals import stop_signals
 
     with stop_signals():
-        return _train(cfg, run_dir)
+        return _train(cfg, run_dir, clock)
 
 
-def _train(cfg: DictConfig, run_dir: Path | None) -> dict[str, Any]:
-    from dlwp.startup import StartupClock
-
-    clock = StartupClock()
+def _train(cfg: DictConfig, run_dir: Path | None, clock) -> dict[str, Any]:
     import lightning as L
 
     quiet_lightning()

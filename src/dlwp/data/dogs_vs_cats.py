@@ -104,6 +104,7 @@ class DogsVsCatsDataModule(StreamingDataModule):
         if per_class is not None and not 1 <= per_class <= 500:
             raise ConfigError(f"data.per_class must be in [1, 500] (or null for the book's split), got {per_class}")
         self.per_class = per_class
+        self._listing: dict[str, list[tuple[str, int]]] | None = None
         if self.augmentation.active:
             self.train_transform = self._augment
 
@@ -113,7 +114,10 @@ class DogsVsCatsDataModule(StreamingDataModule):
 
     # -- what is read ---------------------------------------------------------------------------
     def listing(self) -> dict[str, list[tuple[str, int]]]:
-        """Per split: (file path or zip member, label), classes in order, ids in order."""
+        """Per split: (file path or zip member, label), classes in order, ids in order (built once:
+        a run asks for it five times, 4,000 paths each)."""
+        if self._listing is not None:
+            return self._listing
         out = {}
         for split, ids in BOOK_IDS.items():
             entries = []
@@ -125,6 +129,7 @@ class DogsVsCatsDataModule(StreamingDataModule):
                     else:
                         entries.append((str(self.root / MIRROR_DIRS[split] / CLASSES[label] / name), label))
             out[split] = entries
+        self._listing = out
         return out
 
     def files(self) -> list[Path]:
