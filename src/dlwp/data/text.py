@@ -191,19 +191,24 @@ def pad_sequences(
     if maxlen < 1 and len(seqs.values):
         raise ValueError(f"maxlen must be >= 1, got {maxlen}")
     out = np.full((len(seqs), maxlen), value, dtype=dtype)
+    if not len(seqs.values):
+        return out
     kept = np.minimum(lengths, maxlen)
-    pos = seqs.positions()
-    row_len, row_kept = np.repeat(lengths, lengths), np.repeat(kept, lengths)
-    if truncating == "pre":  # keep positions len - kept ... len - 1
-        keep = pos >= row_len - row_kept
-        col = pos - (row_len - row_kept)
-    else:
-        keep = pos < row_kept
-        col = pos.copy()
-    if padding == "pre":
-        col += maxlen - row_kept
-    out[seqs.row_ids()[keep], col[keep]] = seqs.values[keep]
+    first = (lengths - kept) if truncating == "pre" else np.zeros_like(kept)  # the first kept word of a row
+    column = (maxlen - kept) if padding == "pre" else np.zeros_like(kept)  # ... and its column
+    # out[i, j] = values[offsets[i] + first[i] + j - column[i]] for column[i] <= j < column[i] + kept[i]:
+    # a gather per block of rows (a scatter of every word by row and column took ~0.5 s for IMDB's 25,000)
+    shift = seqs.offsets[:-1] + first - column
+    j = np.arange(maxlen)
+    for start in range(0, len(seqs), PAD_BLOCK_ROWS):
+        rows = slice(start, start + PAD_BLOCK_ROWS)
+        inside = (j >= column[rows, None]) & (j < (column + kept)[rows, None])
+        index = np.where(inside, shift[rows, None] + j, 0)
+        np.copyto(out[rows], seqs.values[index], where=inside, casting="unsafe")
     return out
+
+
+PAD_BLOCK_ROWS = 2048  # rows padded together: bounds the index array to 2048 x maxlen
 
 
 def index_sets(seqs: Ragged, num_words: int, presorted: bool = False) -> torch.Tensor:
