@@ -501,6 +501,21 @@ def test_streaming_samples_are_seeded_by_seed_epoch_and_index_whatever_the_worke
     assert not torch.equal(epoch_batches(0, 2)[0][0], in_process[0][0]), "another epoch, other draws"
 
 
+def test_a_streaming_run_with_dropout_learns_the_same_with_and_without_workers(digit_images, tmp_path):
+    """The loaders must not draw from torch's global generator, which drives dropout: a DataLoader
+    draws its workers' base seed from it once per epoch without workers but once per fit with
+    persistent workers, so from the second epoch on the dropout masks, and the results, differed."""
+    args = ["data=image_folder", "data.color_mode=grayscale", "data.val_size=0", "data.shift=0.25",
+            f"data.root={digit_images}", "data.batch_size=64", "model.dropout=0.5", "trainer.max_epochs=3",
+            "test=false"]  # fmt: skip
+    rows = {}
+    for workers in (0, 2):
+        dlwp("train", *args, f"data.num_workers={workers}", runs=tmp_path / str(workers))
+        (run,) = run_dirs(tmp_path / str(workers))
+        rows[workers] = [{k: v for k, v in r.items() if not k.startswith("time/")} for r in metric_rows(run)]
+    assert len(rows[0]) == 3 and rows[0] == rows[2]
+
+
 STREAMING = ("data=image_folder", "data.color_mode=grayscale", "data.val_size=0", "data.shift=0.25",
              "data.num_workers=2", "data.batch_size=64", "task.monitor=val/loss")  # fmt: skip
 

@@ -183,6 +183,10 @@ class StreamingDataModule(BookDataModule):
             persistent_workers=self.persistent_workers and workers > 0,
             prefetch_factor=self.prefetch_factor if workers > 0 else None,
             collate_fn=self.collate,
+            # its own generator for the workers' base seed: drawn from torch's global generator, it
+            # was drawn once per epoch without workers and once per fit with persistent ones, so
+            # the dropout masks (global generator) and the results depended on data.num_workers
+            generator=torch.Generator().manual_seed(self.seed),
         )
 
     def train_dataloader(self) -> DataLoader:
