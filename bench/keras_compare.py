@@ -37,6 +37,7 @@ DLWP = {"mnist_dense": ["task=mnist_dense"], "mnist_convnet": ["task=mnist_convn
         "cats_dogs_scratch_flow": ["task=cats_dogs_scratch"],
         # book 5.2b (augmentation, dropout, batch 32) against the book's code verbatim (augmented flow)
         "cats_dogs_augmented_flow": ["task=cats_dogs_augmented"],
+        "cats_dogs_augmented_flow_bf16": ["task=cats_dogs_augmented", "trainer.precision=bf16-mixed"],
         "imdb_embedding": ["task=imdb_embedding"],  # book 6.1: the last 20 words, Embedding(10000, 8)
         "imdb_conv1d": ["task=imdb_conv1d"],  # book 6.4's 1-D convnet on the last 500 words
         # book 6.2's LSTM: dlwp's Keras-exact cell (its loops in C, `native: true`; `_eager`: in torch
@@ -145,6 +146,8 @@ def export(task: str, data_dir: Path, out: Path) -> Path:
 def book_tree(root: Path, tree: Path) -> Path:
     """cats_and_dogs_small/{train,validation,test}/{cats,dogs}/, as book 5.2 lays it out, of links to
     the images dlwp reads (the mirror's layout: see ../shared/datasets/MANIFEST.md)."""
+    if tree.is_dir():  # a variant row's (`_bf16`) Keras side: the tree the row before it linked
+        return tree
     sources = {"train": root / "cats_and_dogs_filtered/train",
                "validation": root / "cats_and_dogs_small_valtest_200px/validation",
                "test": root / "cats_and_dogs_small_valtest_200px/test"}  # fmt: skip
@@ -166,6 +169,7 @@ KERAS_SIDE = {
     "nietzsche_char_lstm_torch": "nietzsche_char_lstm",
     "nietzsche_char_lstm_bf16": "nietzsche_char_lstm",
     "cats_dogs_scratch_bf16": "cats_dogs_scratch",
+    "cats_dogs_augmented_flow_bf16": "cats_dogs_augmented_flow",
 }
 """Tasks whose Keras side is another task's (the same book code): it runs once per invocation."""
 _keras_runs: dict[tuple[str, int, int], tuple[list[float], float, float]] = {}
