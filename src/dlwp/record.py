@@ -161,18 +161,6 @@ def file_identities(paths: Iterable[Path]) -> list[dict[str, Any]]:
     return out
 
 
-def process_age_s() -> float | None:
-    """Seconds since this process started (Linux /proc), e.g. the start-up cost of a run."""
-    try:
-        with open("/proc/self/stat") as f:
-            start_ticks = int(f.read().rsplit(")", 1)[1].split()[19])
-        with open("/proc/uptime") as f:
-            uptime = float(f.read().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
-    return round(uptime - start_ticks / os.sysconf("SC_CLK_TCK"), 2)
-
-
 def peak_rss_mb() -> float:
     """Peak resident memory of this process so far (Linux reports ru_maxrss in KiB)."""
     import resource

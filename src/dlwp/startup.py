@@ -7,12 +7,23 @@ at the phase boundaries of every real run show which phase grew, with no profile
 
 from __future__ import annotations
 
+import os
 import time
-
-from dlwp.record import process_age_s
 
 _first_run_of_process = True
 _command_entered: tuple[float | None, float] | None = None  # (process age, perf_counter) at `dlwp <command>`
+
+
+def process_age_s() -> float | None:
+    """Seconds since this process started (Linux /proc; None elsewhere)."""
+    try:
+        with open("/proc/self/stat") as f:
+            start_ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return round(uptime - start_ticks / os.sysconf("SC_CLK_TCK"), 2)
 
 
 def command_entered() -> None:

@@ -16,6 +16,7 @@ from dlwp.errors import ConfigError, DataMissingError, StorageError
 from dlwp.paths import claim_dir, discard_if_unused
 from dlwp.record import RunRecord, best_of, device_info, file_identities, write_atomic
 from dlwp.redact import redact_argv, redact_tree
+from dlwp.startup import StartupClock
 
 
 def output_dir(cfg: DictConfig, kind: str | None = None) -> Path:
@@ -144,8 +145,6 @@ def quiet_lightning() -> None:
 def train(cfg: DictConfig, run_dir: Path | None = None) -> dict[str, Any]:
     """Fit, test, and record; returns the run record. Raises `DlwpError` on bad input, and
     `SystemExit(143)` (130 for Ctrl-C) after a SIGTERM, with the run recorded as interrupted."""
-    from dlwp.startup import StartupClock
-
     clock = StartupClock()  # before the first import of torch and Lightning (dlwp.signals imports them)
     from dlwp.signals import stop_signals
 
@@ -153,7 +152,7 @@ def train(cfg: DictConfig, run_dir: Path | None = None) -> dict[str, Any]:
         return _train(cfg, run_dir, clock)
 
 
-def _train(cfg: DictConfig, run_dir: Path | None, clock) -> dict[str, Any]:
+def _train(cfg: DictConfig, run_dir: Path | None, clock: StartupClock) -> dict[str, Any]:
     import lightning as L
 
     quiet_lightning()

@@ -170,6 +170,9 @@ def keras_encode(
     return Ragged(values, offsets)
 
 
+PAD_BLOCK_ROWS = 2048  # rows padded together: bounds the index array to 2048 x maxlen
+
+
 def pad_sequences(
     seqs: Ragged | Sequence[Sequence[int]],
     maxlen: int | None = None,
@@ -206,9 +209,6 @@ def pad_sequences(
         index = np.where(inside, shift[rows, None] + j, 0)
         np.copyto(out[rows], seqs.values[index], where=inside, casting="unsafe")
     return out
-
-
-PAD_BLOCK_ROWS = 2048  # rows padded together: bounds the index array to 2048 x maxlen
 
 
 def index_sets(seqs: Ragged, num_words: int, presorted: bool = False) -> torch.Tensor:
