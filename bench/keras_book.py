@@ -31,11 +31,20 @@ def book_5_2_model(keras, models, layers, dropout: bool = False):
     return model
 
 
-IMDB_SEQUENCE = {  # book 6.2-6.3 on 500-word reviews: Embedding(10000, 32) -> this -> Dense(1, sigmoid)
-    "imdb_lstm": lambda layers: layers.LSTM(32),
-    "imdb_simplernn": lambda layers: layers.SimpleRNN(32),
-    "imdb_bilstm": lambda layers: layers.Bidirectional(layers.LSTM(32)),  # on the reversed reviews, as the notebook
-}
+IMDB = {  # book 6.1-6.4 on padded reviews: (maxlen, the layers after the input, batch size, RMSprop's lr)
+    "imdb_embedding": (20, lambda layers: [layers.Embedding(10000, 8), layers.Flatten(),
+                                           layers.Dense(1, activation="sigmoid")], 32, 1e-3),  # 6.1
+    "imdb_conv1d": (500, lambda layers: [layers.Embedding(10000, 128), layers.Conv1D(32, 7, activation="relu"),
+                                         layers.MaxPooling1D(5), layers.Conv1D(32, 7, activation="relu"),
+                                         layers.GlobalMaxPooling1D(),
+                                         layers.Dense(1)], 128, 1e-4),  # 6.4: no sigmoid, as the notebook has it
+    "imdb_lstm": (500, lambda layers: [layers.Embedding(10000, 32), layers.LSTM(32),
+                                       layers.Dense(1, activation="sigmoid")], 128, 1e-3),  # 6.2
+    "imdb_simplernn": (500, lambda layers: [layers.Embedding(10000, 32), layers.SimpleRNN(32),
+                                            layers.Dense(1, activation="sigmoid")], 128, 1e-3),  # 6.2
+    "imdb_bilstm": (500, lambda layers: [layers.Embedding(10000, 32), layers.Bidirectional(layers.LSTM(32)),
+                                         layers.Dense(1, activation="sigmoid")], 128, 1e-3),  # 6.3, reversed reviews
+}  # fmt: skip
 JENA = {  # book 6.3's recurrent layers before Dense(1), fed by the book's generator
     "jena_gru": lambda layers: [layers.GRU(32)],
     "jena_gru_dropout": lambda layers: [layers.GRU(32, dropout=0.2, recurrent_dropout=0.2)],
@@ -114,9 +123,7 @@ def main() -> None:
         "cats_dogs_scratch",
         "cats_dogs_scratch_flow",
         "cats_dogs_augmented_flow",
-        "imdb_embedding",
-        "imdb_conv1d",
-        *IMDB_SEQUENCE,
+        *IMDB,
         *JENA,
         "nietzsche_char_lstm",
         "mnist_vae",
@@ -225,23 +232,6 @@ def main() -> None:
                   validation_data=validation_generator, validation_steps=50, verbose=0,
                   callbacks=[EpochTimes()])  # fmt: skip
         test_loss, test_acc = model.evaluate(test_generator, steps=50, verbose=0)
-    elif args.task == "imdb_embedding":  # book 6.1: the last 20 words, Embedding(10000, 8) -> Flatten -> Dense(1)
-        model = models.Sequential([keras.Input((20,)), layers.Embedding(10000, 8), layers.Flatten(),
-                                   layers.Dense(1, activation="sigmoid")])  # fmt: skip
-        model.compile(optimizer="rmsprop", loss="binary_crossentropy", metrics=["acc"])
-        model.fit(d["x_train"], d["y_train"].astype("float32"), epochs=args.epochs or 10, batch_size=32,
-                  validation_split=0.2, verbose=0, callbacks=[EpochTimes()])  # fmt: skip
-        test_loss, test_acc = model.evaluate(d["x_test"], d["y_test"].astype("float32"), batch_size=1024, verbose=0)
-    elif args.task == "imdb_conv1d":  # book 6.4: Dense(1) without a sigmoid, as the notebook has it
-        model = models.Sequential([keras.Input((500,)), layers.Embedding(10000, 128),
-                                   layers.Conv1D(32, 7, activation="relu"), layers.MaxPooling1D(5),
-                                   layers.Conv1D(32, 7, activation="relu"), layers.GlobalMaxPooling1D(),
-                                   layers.Dense(1)])  # fmt: skip
-        model.compile(optimizer=keras.optimizers.RMSprop(learning_rate=1e-4), loss="binary_crossentropy",
-                      metrics=["acc"])  # fmt: skip
-        model.fit(d["x_train"], d["y_train"].astype("float32"), epochs=args.epochs or 10, batch_size=128,
-                  validation_split=0.2, verbose=0, callbacks=[EpochTimes()])  # fmt: skip
-        test_loss, test_acc = model.evaluate(d["x_test"], d["y_test"].astype("float32"), batch_size=1024, verbose=0)
     elif args.task == "mnist_vae":  # book 8.4: 10 epochs x 16, the 10,000 test images as validation
         x_train = d["x_train"].astype("float32").reshape((60000, 28, 28, 1)) / 255
         x_test = d["x_test"].astype("float32").reshape((10000, 28, 28, 1)) / 255
@@ -249,13 +239,13 @@ def main() -> None:
         history = vae.fit(x=x_train, y=None, shuffle=True, epochs=args.epochs or 10, batch_size=16,
                           validation_data=(x_test, None), verbose=0, callbacks=[EpochTimes()])  # fmt: skip
         test_loss = test_acc = history.history["val_loss"][-1]
-    elif args.task in IMDB_SEQUENCE:  # book 6.2-6.3: Embedding(10000, 32) -> recurrent layer -> Dense(1)
-        input_train, y_train = d["x_train"], d["y_train"].astype("float32")
-        model = models.Sequential([keras.Input((500,)), layers.Embedding(10000, 32), IMDB_SEQUENCE[args.task](layers),
-                                   layers.Dense(1, activation="sigmoid")])  # fmt: skip
-        model.compile(optimizer="rmsprop", loss="binary_crossentropy", metrics=["acc"])
-        model.fit(input_train, y_train, epochs=args.epochs or 10, batch_size=128, validation_split=0.2, verbose=0,
-                  callbacks=[EpochTimes()])  # fmt: skip
+    elif args.task in IMDB:  # book 6.1-6.4: Embedding -> ... -> Dense(1), validation_split=0.2
+        maxlen, network, batch_size, lr = IMDB[args.task]
+        model = models.Sequential([keras.Input((maxlen,)), *network(layers)])
+        model.compile(optimizer=keras.optimizers.RMSprop(learning_rate=lr), loss="binary_crossentropy",
+                      metrics=["acc"])  # fmt: skip
+        model.fit(d["x_train"], d["y_train"].astype("float32"), epochs=args.epochs or 10, batch_size=batch_size,
+                  validation_split=0.2, verbose=0, callbacks=[EpochTimes()])  # fmt: skip
         test_loss, test_acc = model.evaluate(d["x_test"], d["y_test"].astype("float32"), batch_size=1024, verbose=0)
     elif args.task in JENA:  # book 6.3: recurrent layers -> Dense(1), the book's generator verbatim
         from book_generator import generator  # bench/book_generator.py
